@@ -1,0 +1,138 @@
+"""Inventory -> LiteLLM routing: the one place that decides which model lives where.
+
+Pure functions over plain data (host name -> that host's variables). The Ansible filter plugin in
+roles/litellm/filter_plugins/ and `solv-provision render` both call `litellm_routing`; the validator
+uses `vllm_instances` and `host_address` so that it checks exactly what will be deployed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Production router defaults (LiteLLM docs: routing, proxy/prod). `litellm_router_settings` merges over these.
+ROUTER_DEFAULTS: dict[str, Any] = {
+    "routing_strategy": "simple-shuffle",
+    "num_retries": 2,
+    "timeout": 600,
+    "allowed_fails": 3,
+    "cooldown_time": 30,
+}
+
+# LiteLLM reads the vLLM API key from this environment variable of its container.
+VLLM_API_KEY_ENV = "VLLM_API_KEY"
+
+
+@dataclass(frozen=True)
+class VllmInstance:
+    """One vLLM model instance on one host, with the inventory's defaults applied."""
+
+    host: str
+    address: str
+    name: str
+    model: str
+    served_model_name: str
+    port: int
+    gpus: tuple[int, ...] = ()
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def api_base(self) -> str:
+        return f"http://{self.address}:{self.port}/v1"
+
+    @property
+    def deployment_id(self) -> str:
+        return f"{self.host}/{self.name}"
+
+
+def host_address(hostvars: Mapping[str, Any], name: str) -> str:
+    """The address other hosts use to reach `name`: solv_internal_address, else ansible_host, else the name."""
+    for key in ("solv_internal_address", "ansible_host"):
+        value = hostvars.get(key)
+        if value:
+            return str(value)
+    return name
+
+
+def model_defaults(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """One `vllm_models` entry with the contract's defaults filled in (served name, parallel sizes)."""
+    model = dict(entry)
+    gpus = list(model.get("gpus") or [])
+    model["gpus"] = gpus
+    model["served_model_name"] = model.get("served_model_name") or model.get("name")
+    model["pipeline_parallel_size"] = int(model.get("pipeline_parallel_size") or 1)
+    if not model.get("tensor_parallel_size"):
+        model["tensor_parallel_size"] = max(1, len(gpus) // model["pipeline_parallel_size"])
+    return model
+
+
+# Settings that must agree between replicas of one served name (else the group would answer differently).
+REPLICA_KEYS = ("model", "max_model_len", "quantization")
+
+
+def vllm_instances(hosts: Mapping[str, Mapping[str, Any]]) -> list[VllmInstance]:
+    """Every vLLM instance of the given hosts, ordered by served name, host, instance name."""
+    found = []
+    for host, hostvars in hosts.items():
+        address = host_address(hostvars, host)
+        for entry in hostvars.get("vllm_models") or []:
+            m = model_defaults(entry)
+            found.append(
+                VllmInstance(
+                    host=host,
+                    address=address,
+                    name=str(m["name"]),
+                    model=str(m["model"]),
+                    served_model_name=str(m["served_model_name"]),
+                    port=int(m["port"]),
+                    gpus=tuple(int(g) for g in m["gpus"]),
+                    tensor_parallel_size=int(m["tensor_parallel_size"]),
+                    pipeline_parallel_size=int(m["pipeline_parallel_size"]),
+                    settings={k: m.get(k) for k in REPLICA_KEYS},
+                )
+            )
+    return sorted(found, key=lambda i: (i.served_model_name, i.host, i.name))
+
+
+def model_groups(instances: Iterable[VllmInstance]) -> dict[str, list[VllmInstance]]:
+    """Served name -> its replicas (one LiteLLM model group each)."""
+    groups: dict[str, list[VllmInstance]] = {}
+    for inst in instances:
+        groups.setdefault(inst.served_model_name, []).append(inst)
+    return groups
+
+
+def litellm_routing(
+    hosts: Mapping[str, Mapping[str, Any]],
+    external_models: Iterable[Mapping[str, Any]] = (),
+    fallbacks: Mapping[str, Iterable[str]] | None = None,
+    router_settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The LiteLLM `model_list` and `router_settings` for the given inference hosts.
+
+    hosts: inventory name -> that host's variables (only `vllm_models` and the address keys are read).
+    Local instances come first (deterministic order), then the external models exactly as given.
+    """
+    model_list: list[dict[str, Any]] = []
+    for inst in vllm_instances(hosts):
+        model_list.append(
+            {
+                "model_name": inst.served_model_name,
+                "litellm_params": {
+                    "model": f"hosted_vllm/{inst.served_model_name}",
+                    "api_base": inst.api_base,
+                    "api_key": f"os.environ/{VLLM_API_KEY_ENV}",
+                },
+                "model_info": {"id": inst.deployment_id},
+            }
+        )
+    for ext in external_models:
+        model_list.append({"model_name": ext["model_name"], "litellm_params": dict(ext["litellm_params"])})
+
+    settings = {**ROUTER_DEFAULTS, **dict(router_settings or {})}
+    if fallbacks:
+        settings["fallbacks"] = [{name: list(fallbacks[name])} for name in sorted(fallbacks)]
+    return {"model_list": model_list, "router_settings": settings}
