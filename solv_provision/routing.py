@@ -1,7 +1,7 @@
 """Inventory -> LiteLLM routing: the one place that decides which model lives where.
 
 Pure functions over plain data (host name -> that host's variables). The Ansible filter plugin in
-roles/litellm/filter_plugins/ and `solv-provision render` both call `litellm_routing`; the validator
+roles/solv_common/filter_plugins/ and `solv-provision render` both call `litellm_routing`; the validator
 uses `vllm_instances` and `host_address` so that it checks exactly what will be deployed.
 """
 

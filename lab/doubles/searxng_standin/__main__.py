@@ -1,0 +1,5 @@
+import sys
+
+from searxng_standin.app import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+../../litellm/filter_plugins/solv_routing.py

@@ -1,0 +1,166 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Apache-2.0
+"""Read-only probe of one SOLV container: its files, image, running container, unit and network."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: solv_container_info
+short_description: Everything the SOLV container mechanism needs to know about one container, in one call
+description:
+  - Reads file checksums and modes, the image id of a reference, the running container (state, image, labels),
+    the systemd unit state and whether a Docker network exists. Changes nothing.
+  - One remote call instead of one per fact keeps an unchanged re-run cheap.
+options:
+  name:
+    description: Container and unit name (the unit is C(<name>.service)).
+    type: str
+    required: true
+  image:
+    description: Image reference whose local id is reported (empty string when absent).
+    type: str
+    required: true
+  paths:
+    description: Files and directories to describe.
+    type: list
+    elements: path
+    default: []
+  network:
+    description: Docker network whose existence is reported; empty to skip.
+    type: str
+    default: ""
+  docker:
+    description: Docker CLI.
+    type: path
+    default: /usr/bin/docker
+author: SOLV platform team
+"""
+
+RETURN = r"""
+paths:
+  description: Path => {exists, isdir, mode, owner, group, checksum (sha1, files only)}.
+  type: dict
+image_id:
+  description: Local id of I(image), empty when the image is missing.
+  type: str
+container:
+  description: "{exists, running, image_id, labels}"
+  type: dict
+unit:
+  description: "{load_state, active_state, sub_state, unit_file_state, need_daemon_reload, n_restarts}"
+  type: dict
+network_exists:
+  description: Whether I(network) exists (true when I(network) is empty).
+  type: bool
+"""
+
+import grp
+import json
+import os
+import pwd
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+
+_MISSING = ("No such image", "No such object", "No such container", "No such network", "not found")
+
+
+def _docker(module, args, what):
+    """Run docker; return stdout, or None when the object does not exist. Fail on anything else."""
+    rc, out, err = module.run_command([module.params["docker"]] + args)
+    if rc == 0:
+        return out.strip()
+    if any(marker in err for marker in _MISSING):
+        return None
+    module.fail_json(msg=f"docker {' '.join(args[:2])} ({what}) failed: {err.strip() or out.strip()}", rc=rc)
+    return None
+
+
+def _describe(module, path):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return {"exists": False}
+    info = {
+        "exists": True,
+        "isdir": stat.S_ISDIR(st.st_mode),
+        "mode": "%04o" % stat.S_IMODE(st.st_mode),
+    }
+    try:
+        info["owner"] = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        info["owner"] = str(st.st_uid)
+    try:
+        info["group"] = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        info["group"] = str(st.st_gid)
+    if not info["isdir"]:
+        info["checksum"] = module.digest_from_file(path, "sha1")
+    return info
+
+
+def _unit(module, name):
+    props = "LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,NRestarts"
+    rc, out, err = module.run_command(["systemctl", "show", f"{name}.service", f"--property={props}"])
+    if rc != 0:
+        module.fail_json(msg=f"systemctl show {name}.service failed: {err.strip()}", rc=rc)
+    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return {
+        "load_state": values.get("LoadState", ""),
+        "active_state": values.get("ActiveState", ""),
+        "sub_state": values.get("SubState", ""),
+        "unit_file_state": values.get("UnitFileState", ""),
+        "need_daemon_reload": values.get("NeedDaemonReload", "no") == "yes",
+        "n_restarts": int(values.get("NRestarts", "0") or 0),
+    }
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            image=dict(type="str", required=True),
+            paths=dict(type="list", elements="path", default=[]),
+            network=dict(type="str", default=""),
+            docker=dict(type="path", default="/usr/bin/docker"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    if not os.access(p["docker"], os.X_OK):
+        module.fail_json(msg=f"{p['docker']} not found: is the container engine installed (container_engine role)?")
+
+    image_id = _docker(module, ["image", "inspect", "--format", "{{.Id}}", p["image"]], "image") or ""
+
+    container = {"exists": False, "running": False, "image_id": "", "labels": {}}
+    raw = _docker(
+        module,
+        ["container", "inspect", "--format", "{{json .State.Running}}|{{.Image}}|{{json .Config.Labels}}", p["name"]],
+        "container",
+    )
+    if raw:
+        running, cimage, labels = raw.split("|", 2)
+        container = {
+            "exists": True,
+            "running": running == "true",
+            "image_id": cimage,
+            "labels": json.loads(labels) or {},
+        }
+
+    network_exists = True
+    if p["network"]:
+        network_exists = _docker(module, ["network", "inspect", "--format", "{{.Name}}", p["network"]], "network") is not None
+
+    module.exit_json(
+        changed=False,
+        paths={path: _describe(module, path) for path in p["paths"]},
+        image_id=image_id,
+        container=container,
+        unit=_unit(module, p["name"]),
+        network_exists=network_exists,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test suite, as CI runs it: setup, Docker engine, lab images (cached), linters, pytest (the Python side,
+# check-mode matrices and every Molecule scenario against real systemd test hosts).
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not molecule"` for the fast part only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t0=$SECONDS
+bash scripts/setup.sh
+bash lab/bootstrap-docker.sh
+export PATH="$PWD/.venv/bin:$PATH"
+
+echo "== lab images (cached; rebuilt only when a recipe changed)"
+solv-provision lab images
+
+echo "== yamllint + ansible-lint (production profile)"
+yamllint -s .
+ansible-lint --offline -q
+
+echo "== pytest"
+pytest -ra "$@"
+echo "test.sh: done in $((SECONDS - t0)) s"

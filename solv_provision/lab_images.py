@@ -1,0 +1,362 @@
+"""Build the lab's images from the recipes in lab/images/, cached by a recipe-hash label.
+
+An image is rebuilt only when the hash of its recipe (its recipe folder, the sources it copies,
+its pinned pip requirements, its parent's hash) differs from the label on the existing image.
+Service images are also saved as tarballs for the air-gapped path; a tarball is rewritten only
+when its image changed. Test and lab use only: nothing here is on the production path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from solv_provision import paths
+
+REPO = "solv-lab"
+HASH_LABEL = "org.solv-lab.recipe-hash"
+# Bump when this builder changes how images are made (forces a rebuild of everything).
+_SCHEMA = "1"
+_MIRROR = "http://deb.debian.org/debian"
+_PIP_PYTHON = (3, 11)  # Debian 12's python3: pip --target trees must match it
+
+
+class LabError(RuntimeError):
+    """A lab step failed; the message says what and where its log is."""
+
+
+def lab_dir() -> Path:
+    return paths.content_root() / "lab"
+
+
+def images_dir() -> Path:
+    return lab_dir() / "images"
+
+
+def versions() -> dict[str, str]:
+    """The pinned versions (lab/images/versions.yml)."""
+    data = yaml.safe_load((images_dir() / "versions.yml").read_text())
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def archive_path(name: str, tag: str) -> Path:
+    """Where the air-gapped tarball of solv-lab/<name>:<tag> lives."""
+    return paths.cache_dir() / "images" / f"{name}-{tag}.tar"
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    tag: str
+    recipe: str  # folder under lab/images/ holding the Dockerfile
+    suite: str = ""  # debootstrap this Debian suite and pass it as build-arg ROOTFS
+    pip: tuple[str, ...] = ()  # installed with pip --target into the build context as site/
+    sources: tuple[str, ...] = ()  # folders under lab/ copied into the build context
+    build_args: tuple[tuple[str, str], ...] = ()
+    archive: bool = False  # also saved as a tarball (archive_path)
+
+    @property
+    def ref(self) -> str:
+        return f"{REPO}/{self.name}:{self.tag}"
+
+
+def catalogue() -> list[Image]:
+    """Every lab image, parents before children."""
+    v = versions()
+    vllm = v["vllm_standin"]
+    return [
+        Image("base", "debian12", "base", suite="bookworm"),
+        Image("host", "debian12", "host", suite="bookworm"),
+        Image("host", "debian13", "host", suite="trixie"),
+        Image("vllm-standin", vllm, "vllm-standin", sources=("doubles/vllm_standin",),
+              build_args=(("VERSION", vllm),), archive=True),
+        Image(
+            "vllm-standin",
+            f"{vllm}-broken",
+            "vllm-standin-broken",
+            build_args=(("VERSION", vllm),),
+            archive=True,
+        ),
+        Image(
+            "searxng-standin",
+            v["searxng_standin"],
+            "searxng-standin",
+            sources=("doubles/searxng_standin",),
+            build_args=(("VERSION", v["searxng_standin"]),),
+            archive=True,
+        ),
+        Image("litellm", v["litellm"], "litellm", pip=(f"litellm[proxy]=={v['litellm']}",), archive=True),
+        Image(
+            "open-webui",
+            v["open_webui"],
+            "open-webui",
+            pip=(f"open-webui=={v['open_webui']}", f"torch=={v['torch']}"),
+            archive=True,
+        ),
+    ]
+
+
+def parent_ref(img: Image) -> str | None:
+    """The solv-lab image this recipe builds FROM (build args substituted), if any."""
+    text = (images_dir() / img.recipe / "Dockerfile").read_text()
+    args = dict(img.build_args)
+    for line in text.splitlines():
+        m = re.match(r"\s*FROM\s+(\S+)", line, re.IGNORECASE)
+        if m:
+            ref = re.sub(r"\$\{?(\w+)\}?", lambda a: args.get(a.group(1), a.group(0)), m.group(1))
+            if ref.startswith(f"{REPO}/"):
+                return ref
+    return None
+
+
+def _hash_tree(h: hashlib._Hash, root: Path) -> None:
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        if "__pycache__" in f.parts or f.suffix == ".pyc":
+            continue
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+
+
+def recipe_hash(img: Image, by_ref: dict[str, Image]) -> str:
+    h = hashlib.sha256()
+    h.update(repr((_SCHEMA, img.ref, img.suite, img.pip, img.sources, img.build_args)).encode())
+    _hash_tree(h, images_dir() / img.recipe)
+    for src in img.sources:
+        _hash_tree(h, lab_dir() / src)
+    parent = parent_ref(img)
+    if parent:
+        if parent not in by_ref:
+            raise LabError(f"{img.ref}: FROM {parent}, which is not a lab image")
+        h.update(recipe_hash(by_ref[parent], by_ref).encode())
+    return h.hexdigest()[:16]
+
+
+def select(images: list[Image], only: tuple[str, ...]) -> list[Image]:
+    """The images named by --only (name or name:tag) plus their lab parents, in build order."""
+    if not only:
+        return list(images)
+    by_ref = {i.ref: i for i in images}
+    wanted: set[str] = set()
+    for want in only:
+        hits = [i for i in images if want in (i.name, f"{i.name}:{i.tag}", i.ref)]
+        if not hits:
+            names = sorted({i.name for i in images})
+            raise LabError(f"no lab image {want!r}; known: {', '.join(names)}")
+        for hit in hits:
+            ref: str | None = hit.ref
+            while ref:
+                wanted.add(ref)
+                ref = parent_ref(by_ref[ref])
+    return [i for i in images if i.ref in wanted]
+
+
+# --- docker and friends -------------------------------------------------------------------
+
+
+def _docker(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+
+
+def image_label(ref: str) -> str | None:
+    """The recipe-hash label of an existing image, '' if it has none, None if it is missing."""
+    r = _docker("image", "inspect", "-f", "{{ index .Config.Labels \"" + HASH_LABEL + "\" }}", ref)
+    if r.returncode != 0:
+        return None
+    return r.stdout.strip().replace("<no value>", "")
+
+
+def image_id(ref: str) -> str | None:
+    r = _docker("image", "inspect", "-f", "{{ .Id }}", ref)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def image_size(ref: str) -> int:
+    r = _docker("image", "inspect", "-f", "{{ .Size }}", ref)
+    return int(r.stdout.strip() or 0) if r.returncode == 0 else 0
+
+
+def _run_logged(cmd: list[str], log: Path, what: str, **kw) -> None:
+    """Run cmd with its output appended to log; on failure raise with the log's tail."""
+    with log.open("a") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n")
+        out.flush()
+        r = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False, **kw)
+    if r.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+        raise LabError(f"{what} failed (exit {r.returncode}); log: {log}\n{tail}")
+
+
+@contextlib.contextmanager
+def build_lock() -> Iterator[None]:
+    """One image build at a time per cache (several engineers or CI jobs share a machine)."""
+    lock = paths.cache_dir() / "images.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+# --- the steps -----------------------------------------------------------------------------
+
+
+def _packages(recipe: Path) -> list[str]:
+    lines = (recipe / "packages").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def _import_rootfs(img: Image, work: Path, log: Path) -> str:
+    """debootstrap img.suite with the recipe's packages, docker import it; return the temp ref."""
+    if shutil.which("debootstrap") is None:
+        raise LabError("debootstrap is missing: apt-get install -y debootstrap")
+    rootfs = work / "rootfs"
+    debs = paths.cache_dir() / "debootstrap" / img.suite
+    debs.mkdir(parents=True, exist_ok=True)
+    include = ",".join(_packages(images_dir() / img.recipe))
+    _run_logged(
+        ["debootstrap", "--variant=minbase", f"--include={include}", f"--cache-dir={debs}",
+         img.suite, str(rootfs), _MIRROR],
+        log, f"debootstrap {img.suite}",
+    )
+    for deb in (rootfs / "var/cache/apt/archives").glob("*.deb"):
+        deb.unlink()
+    tmp_ref = f"{REPO}/rootfs-tmp:{img.name}-{img.tag}"
+    tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    try:
+        _run_logged(["docker", "import", "-", tmp_ref], log, "docker import", stdin=tar.stdout)
+    finally:
+        tar.stdout.close()  # type: ignore[union-attr]
+        tar.wait()
+    shutil.rmtree(rootfs)
+    return tmp_ref
+
+
+def pip_target(reqs: tuple[str, ...], log: Path) -> Path:
+    """A `pip install --target` tree for reqs, made once per requirement set and reused."""
+    if sys.version_info[:2] != _PIP_PYTHON:
+        raise LabError(f"pip --target trees need Python {_PIP_PYTHON[0]}.{_PIP_PYTHON[1]} (Debian 12's); "
+                       f"this is {sys.version.split()[0]}")
+    key = hashlib.sha256("\n".join(reqs).encode()).hexdigest()[:12]
+    target = paths.cache_dir() / "pip" / f"{reqs[0].split('=')[0].split('[')[0]}-{key}"
+    if (target / ".complete").exists():
+        return target
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    _run_logged(
+        [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-warn-script-location",
+         "--target", str(tmp), *reqs],
+        log, f"pip install {' '.join(reqs)}",
+    )
+    (tmp / ".complete").write_text("\n".join(reqs) + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def _context(img: Image, work: Path, log: Path) -> Path:
+    ctx = work / "context"
+    shutil.copytree(images_dir() / img.recipe, ctx)
+    for src in img.sources:
+        shutil.copytree(lab_dir() / src, ctx / Path(src).name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if img.pip:
+        # Hard links: the multi-GB tree is not copied, docker reads it through the links.
+        _run_logged(["cp", "-al", str(pip_target(img.pip, log)), str(ctx / "site")], log, "link pip tree")
+    return ctx
+
+
+@dataclass
+class Result:
+    ref: str
+    action: str  # "built" | "up to date"
+    seconds: float
+    size: int
+    archive: Path | None = None
+    archive_action: str = ""  # "written" | "up to date" | ""
+
+
+def build_one(img: Image, recipe: str, log: Path) -> None:
+    work = paths.cache_dir() / "build" / f"{img.name}-{img.tag}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    old_id = image_id(img.ref)
+    args = list(img.build_args)
+    tmp_ref = None
+    try:
+        if img.suite:
+            tmp_ref = _import_rootfs(img, work, log)
+            args.append(("ROOTFS", tmp_ref))
+        ctx = _context(img, work, log)
+        cmd = ["docker", "build", "--network", "none", "--label", f"{HASH_LABEL}={recipe}", "-t", img.ref]
+        for k, v in args:
+            cmd += ["--build-arg", f"{k}={v}"]
+        _run_logged([*cmd, str(ctx)], log, f"docker build {img.ref}")
+    finally:
+        if tmp_ref:
+            _docker("rmi", tmp_ref)
+        shutil.rmtree(work, ignore_errors=True)
+    new_id = image_id(img.ref)
+    if old_id and old_id != new_id:
+        _docker("rmi", old_id)  # the superseded image; fails harmlessly if something still uses it
+
+
+def save_archive(img: Image, log: Path) -> str:
+    """Write the tarball when it is missing or its image changed; return what was done."""
+    tar = archive_path(img.name, img.tag)
+    stamp = tar.with_suffix(".id")
+    current = image_id(img.ref)
+    if tar.exists() and stamp.exists() and stamp.read_text().strip() == current:
+        return "up to date"
+    tar.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tar.with_suffix(".tar.partial")
+    _run_logged(["docker", "save", "-o", str(tmp), img.ref], log, f"docker save {img.ref}")
+    tmp.rename(tar)
+    stamp.write_text(f"{current}\n")
+    return "written"
+
+
+def build(only: tuple[str, ...] = (), force: bool = False,
+          progress: Callable[[str], None] = print) -> list[Result]:
+    """Bring the selected lab images (and their parents) up to date; return what happened."""
+    images = catalogue()
+    by_ref = {i.ref: i for i in images}
+    logs = paths.cache_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    results = []
+    with build_lock():
+        for img in select(images, only):
+            recipe = recipe_hash(img, by_ref)
+            log = logs / f"{img.name}-{img.tag}.log"
+            start = time.monotonic()
+            if not force and image_label(img.ref) == recipe:
+                action = "up to date"
+            else:
+                progress(f"building {img.ref} (log: {log})")
+                log.write_text("")
+                build_one(img, recipe, log)
+                action = "built"
+            res = Result(img.ref, action, 0.0, image_size(img.ref))
+            if img.archive:
+                res.archive = archive_path(img.name, img.tag)
+                res.archive_action = save_archive(img, log)
+            res.seconds = time.monotonic() - start
+            progress(_describe(res))
+            results.append(res)
+    return results
+
+
+def _describe(r: Result) -> str:
+    text = f"{r.ref}: {r.action} ({r.seconds:.1f}s, {r.size / 1e6:.0f} MB)"
+    if r.archive:
+        text += f"; tarball {r.archive_action}: {r.archive}"
+    return text

@@ -1,0 +1,145 @@
+"""The CLI as an operator uses it: help, exit codes, live runs through ansible-runner, scaffolding."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import yaml
+
+from conftest import INVENTORIES
+
+
+def test_help_does_not_load_ansible():
+    """`--help` must stay instant: the CLI module may not import Ansible, ansible-runner or rich."""
+    code = ("import sys, solv_provision.cli; "
+            "print([m for m in ('ansible', 'ansible_runner', 'rich') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_every_verb_has_help(cli):
+    for verb in (["apply"], ["check"], ["validate"], ["render"], ["inventory", "init"], ["secrets", "show"], ["lab"]):
+        result = cli(*verb, "--help")
+        assert result.exit_code == 0, (verb, result.output)
+        assert "Usage:" in result.output
+
+
+def test_play_verbs_share_options(cli):
+    for verb in ("apply", "check"):
+        text = cli(verb, "--help").output
+        for option in ("--inventory", "--limit", "--tags", "--extra-vars", "--forks", "--verbose"):
+            assert option in text, (verb, option)
+
+
+def test_inventory_init_scaffolds_a_valid_inventory(cli, tmp_path):
+    target = tmp_path / "site"
+    result = cli("inventory", "init", target)
+    assert result.exit_code == 0, result.output
+    from solv_provision import specs
+
+    text = (target / "group_vars" / "inference.yml").read_text()
+    options = specs.role_specs()["vllm"].options
+    assert options, "the vllm role declares its inputs"
+    for name in options:  # every input is listed, commented out with its default
+        assert f"# {name}:" in text, name
+    assert cli("validate", "-i", target).exit_code == 0
+    again = cli("inventory", "init", target)
+    assert again.exit_code == 2 and "--force" in again.output
+
+
+def _local_inventory(tmp_path):
+    """A valid SOLV inventory whose hosts are reached with the local connection (no SSH)."""
+    inv = tmp_path / "inv"
+    (inv / "host_vars").mkdir(parents=True)
+    hosts = yaml.safe_load((INVENTORIES / "good" / "hosts.yml").read_text())
+    for group in hosts["all"]["children"].values():
+        for name in group["hosts"]:
+            group["hosts"][name] = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    (inv / "host_vars" / "gpu-1.yml").write_text((INVENTORIES / "good" / "host_vars" / "gpu-1.yml").read_text())
+    return inv
+
+
+def _playbook(tmp_path, body):
+    book = tmp_path / "play.yml"
+    book.write_text(textwrap.dedent(body))
+    return book
+
+
+def test_apply_reports_changes_and_exit_0(cli, tmp_path):
+    marker = tmp_path / "marker"
+    book = _playbook(tmp_path, f"""
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: Write a marker
+              ansible.builtin.copy:
+                content: "{{{{ inventory_hostname }}}}\\n"
+                dest: "{marker}-{{{{ inventory_hostname }}}}"
+                mode: "0644"
+        """)
+    result = cli("apply", "-i", _local_inventory(tmp_path), "--playbook", book)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "marker-gpu-1").read_text() == "gpu-1\n"
+    assert "changed gpu-1: Write a marker" in result.output
+    assert "artifacts:" in result.output
+    # Idempotent second run: nothing changed, and check mode says "no drift" (exit 0).
+    again = cli("check", "-i", _local_inventory(tmp_path), "--playbook", book)
+    assert again.exit_code == 0, again.output
+    assert "NO DRIFT" in again.output
+
+
+def test_check_reports_drift_with_diff_and_changes_nothing(cli, tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("old\n")
+    book = _playbook(tmp_path, f"""
+        - hosts: gw-1
+          gather_facts: false
+          tasks:
+            - name: Manage file
+              ansible.builtin.copy:
+                content: "new\\n"
+                dest: "{target}"
+                mode: "0644"
+        """)
+    result = cli("check", "-i", _local_inventory(tmp_path), "--playbook", book)
+    assert result.exit_code == 3, result.output
+    assert "would change gw-1: Manage file" in result.output
+    assert "+new" in result.output and "-old" in result.output
+    assert target.read_text() == "old\n"
+
+
+def test_failed_host_gives_exit_1_and_names_host_and_task(cli, tmp_path):
+    book = _playbook(tmp_path, """
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: Break on the GPU host
+              ansible.builtin.fail:
+                msg: driver not loaded
+              when: inventory_hostname == 'gpu-1'
+        """)
+    result = cli("apply", "-i", _local_inventory(tmp_path), "--playbook", book)
+    assert result.exit_code == 1, result.output
+    assert "FAILED: gpu-1 at task 'Break on the GPU host': driver not loaded" in result.output
+
+
+def test_unreachable_host_gives_exit_1(cli, tmp_path):
+    inv = _local_inventory(tmp_path)
+    hosts = yaml.safe_load((inv / "hosts.yml").read_text())
+    hosts["all"]["children"]["gateway"]["hosts"]["gw-1"] = {
+        "ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_connection": "ssh",
+        "ansible_ssh_common_args": "-o ConnectTimeout=3"}
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    book = _playbook(tmp_path, """
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: Ping
+              ansible.builtin.ping:
+        """)
+    result = cli("apply", "-i", inv, "--playbook", book)
+    assert result.exit_code == 1, result.output
+    assert "UNREACHABLE gw-1" in result.output

@@ -1,0 +1,77 @@
+"""The routing function: inventory -> LiteLLM model_list and router_settings."""
+
+from __future__ import annotations
+
+from solv_provision import routing
+
+HOSTS = {
+    "gpu-b": {"ansible_host": "10.0.0.12", "vllm_models": [
+        {"name": "llama-8b", "model": "meta-llama/Llama-3.1-8B-Instruct", "gpus": [0], "port": 8002},
+        {"name": "qwen-7b", "model": "Qwen/Qwen2.5-7B-Instruct", "gpus": [1], "port": 8001},
+    ]},
+    "gpu-a": {"ansible_host": "10.0.0.11", "vllm_models": [
+        {"name": "coder", "served_model_name": "qwen-coder", "model": "Qwen/Coder", "gpus": [0, 1], "port": 8001},
+        {"name": "llama-8b", "model": "meta-llama/Llama-3.1-8B-Instruct", "gpus": [2], "port": 8002},
+    ]},
+}
+EXTERNAL = [{"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/N1N_API_KEY",
+                                                         "api_base": "https://api.n1n.ai/v1"}}]
+
+
+def _entries(config, name):
+    return [m for m in config["model_list"] if m["model_name"] == name]
+
+
+def test_one_entry_per_instance_with_host_address_and_port():
+    config = routing.litellm_routing(HOSTS)
+    bases = sorted(m["litellm_params"]["api_base"] for m in config["model_list"])
+    assert bases == ["http://10.0.0.11:8001/v1", "http://10.0.0.11:8002/v1",
+                     "http://10.0.0.12:8001/v1", "http://10.0.0.12:8002/v1"]
+
+
+def test_replicas_share_one_model_name():
+    config = routing.litellm_routing(HOSTS)
+    llama = _entries(config, "llama-8b")
+    assert [m["litellm_params"]["api_base"] for m in llama] == ["http://10.0.0.11:8002/v1", "http://10.0.0.12:8002/v1"]
+    assert len({m["model_info"]["id"] for m in config["model_list"]}) == 4  # deployment ids stay unique
+
+
+def test_served_model_name_is_the_group_and_the_backend_model():
+    entry = _entries(routing.litellm_routing(HOSTS), "qwen-coder")[0]
+    assert entry["litellm_params"]["model"] == "hosted_vllm/qwen-coder"
+    assert entry["litellm_params"]["api_key"] == "os.environ/VLLM_API_KEY"
+
+
+def test_external_models_are_appended_untouched():
+    config = routing.litellm_routing(HOSTS, EXTERNAL)
+    assert config["model_list"][-1] == EXTERNAL[0]
+    assert config["model_list"][-1] is not EXTERNAL[0]  # a copy: the inventory's data is not aliased
+
+
+def test_fallbacks_and_router_defaults():
+    config = routing.litellm_routing(HOSTS, EXTERNAL, {"qwen-coder": ["gpt-4o"], "llama-8b": ["qwen-7b", "gpt-4o"]},
+                                     {"num_retries": 5})
+    rs = config["router_settings"]
+    assert rs["fallbacks"] == [{"llama-8b": ["qwen-7b", "gpt-4o"]}, {"qwen-coder": ["gpt-4o"]}]
+    assert rs["routing_strategy"] == "simple-shuffle"
+    assert rs["num_retries"] == 5
+
+
+def test_order_is_deterministic_whatever_the_inventory_order():
+    reordered = {k: {**v, "vllm_models": list(reversed(v["vllm_models"]))} for k, v in reversed(list(HOSTS.items()))}
+    assert routing.litellm_routing(HOSTS, EXTERNAL) == routing.litellm_routing(reordered, EXTERNAL)
+    names = [m["model_name"] for m in routing.litellm_routing(HOSTS)["model_list"]]
+    assert names == sorted(names)
+
+
+def test_address_prefers_internal_address_then_ansible_host_then_name():
+    assert routing.host_address({"solv_internal_address": "192.168.5.1", "ansible_host": "x"}, "h") == "192.168.5.1"
+    assert routing.host_address({"ansible_host": "10.1.1.1"}, "h") == "10.1.1.1"
+    assert routing.host_address({}, "h.example.com") == "h.example.com"
+
+
+def test_model_defaults():
+    m = routing.model_defaults({"name": "a", "model": "x", "gpus": [0, 1, 2, 3], "port": 1, "pipeline_parallel_size": 2})
+    assert m["served_model_name"] == "a"
+    assert m["tensor_parallel_size"] == 2
+    assert routing.model_defaults({"name": "a", "model": "x", "gpus": [], "port": 1})["tensor_parallel_size"] == 1
