@@ -6,15 +6,25 @@ the work lives in lab_images / lab_hosts, imported when a command runs.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
 import click
 
+from solv_provision import paths
 
-def _fail(err: Exception) -> None:
+
+def _fail(err: Exception | str) -> None:
     click.echo(f"error: {err}", err=True)
     sys.exit(1)
+
+
+def _ensure_docker() -> None:
+    """Make a Docker engine answer (lab/bootstrap-docker.sh: no-op when one does)."""
+    script = paths.content_root() / "lab" / "bootstrap-docker.sh"
+    if subprocess.run(["sh", str(script)], check=False).returncode != 0:
+        _fail("no Docker engine answers (see the message above)")
 
 
 @click.group()
@@ -30,6 +40,7 @@ def images(only: tuple[str, ...], force: bool) -> None:
     """Build the lab images (lab/images/), rebuilding only those whose recipe changed."""
     from solv_provision import lab_images
 
+    _ensure_docker()
     try:
         lab_images.build(only, force=force, progress=click.echo)
     except lab_images.LabError as err:
@@ -51,6 +62,7 @@ def up(inventory: Path, build: bool) -> None:
     """Start one systemd test host per inventory host, reachable over SSH; idempotent."""
     from solv_provision import lab_hosts, lab_images
 
+    _ensure_docker()
     try:
         if build:
             lab_images.build(("host:debian12",), progress=click.echo)

@@ -96,7 +96,10 @@ def catalogue() -> list[Image]:
             build_args=(("VERSION", v["searxng_standin"]),),
             archive=True,
         ),
-        Image("litellm", v["litellm"], "litellm", pip=(f"litellm[proxy]=={v['litellm']}",), archive=True),
+        # prometheus-client: litellm's `prometheus` callback needs it (extra proxy-runtime, which
+        # also pulls the Google Cloud SDKs the lab does not need).
+        Image("litellm", v["litellm"], "litellm",
+              pip=(f"litellm[proxy]=={v['litellm']}", "prometheus-client>=0.20.0,<1.0"), archive=True),
         Image(
             "open-webui",
             v["open_webui"],
@@ -310,13 +313,23 @@ def build_one(img: Image, recipe: str, log: Path) -> None:
         _docker("rmi", old_id)  # the superseded image; fails harmlessly if something still uses it
 
 
+def _archive_current(img: Image) -> bool:
+    tar = archive_path(img.name, img.tag)
+    stamp = tar.with_suffix(".id")
+    return tar.exists() and stamp.exists() and stamp.read_text().strip() == image_id(img.ref)
+
+
+def _fresh(img: Image, recipe: str) -> bool:
+    return image_label(img.ref) == recipe and (not img.archive or _archive_current(img))
+
+
 def save_archive(img: Image, log: Path) -> str:
     """Write the tarball when it is missing or its image changed; return what was done."""
+    if _archive_current(img):
+        return "up to date"
     tar = archive_path(img.name, img.tag)
     stamp = tar.with_suffix(".id")
     current = image_id(img.ref)
-    if tar.exists() and stamp.exists() and stamp.read_text().strip() == current:
-        return "up to date"
     tar.parent.mkdir(parents=True, exist_ok=True)
     tmp = tar.with_suffix(".tar.partial")
     _run_logged(["docker", "save", "-o", str(tmp), img.ref], log, f"docker save {img.ref}")
@@ -332,9 +345,14 @@ def build(only: tuple[str, ...] = (), force: bool = False,
     by_ref = {i.ref: i for i in images}
     logs = paths.cache_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    selected = select(images, only)
+    if not force and all(_fresh(i, recipe_hash(i, by_ref)) for i in selected):
+        lock = contextlib.nullcontext()  # nothing to do: do not wait behind another build
+    else:
+        lock = build_lock()
     results = []
-    with build_lock():
-        for img in select(images, only):
+    with lock:
+        for img in selected:
             recipe = recipe_hash(img, by_ref)
             log = logs / f"{img.name}-{img.tag}.log"
             start = time.monotonic()

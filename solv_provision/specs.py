@@ -16,6 +16,10 @@ import yaml
 from solv_provision import paths
 
 
+class SpecError(Exception):
+    """A role's own metadata is broken (a bug in the roles, not in the user's inventory)."""
+
+
 @dataclass(frozen=True)
 class RoleSpec:
     role: str
@@ -27,7 +31,10 @@ class RoleSpec:
 def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         return None
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
 
 
 @lru_cache(maxsize=None)

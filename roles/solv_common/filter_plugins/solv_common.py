@@ -55,10 +55,158 @@ def solv_spec_sha(spec):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def solv_container_run_args(spec):
+    """The `docker run` arguments (after `run`) of one container, from its wanted-state dict.
+
+    Keys: name, image, env_file, network, ports, volumes, docker_args, command, entrypoint,
+    log_driver, log_opts, labels (dict). Order is fixed so that equal specs give equal units.
+    """
+    args = ["--rm", "--name", spec["name"]]
+    for key, value in sorted((spec.get("labels") or {}).items()):
+        args += ["--label", f"{key}={value}"]
+    if spec.get("env_file"):
+        args += ["--env-file", spec["env_file"]]
+    if spec.get("log_driver"):
+        args += ["--log-driver", spec["log_driver"]]
+    for key, value in sorted((spec.get("log_opts") or {}).items()):
+        args += ["--log-opt", f"{key}={value}"]
+    if spec.get("network"):
+        args += ["--network", spec["network"]]
+    for port in spec.get("ports") or []:
+        args += ["--publish", str(port)]
+    for volume in spec.get("volumes") or []:
+        args += ["--volume", str(volume)]
+    if spec.get("entrypoint"):
+        args += ["--entrypoint", spec["entrypoint"]]
+    args += [str(a) for a in spec.get("docker_args") or []]
+    args.append(spec["image"])
+    args += [str(a) for a in spec.get("command") or []]
+    return args
+
+
+def _sha1(text):
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def solv_pending_files(files, probe_paths=None, owner="root"):
+    """The files whose content, mode or owner differ from the probe (all of them without a probe).
+
+    files: [{path, content, mode, secret}]; probe_paths: solv_container_info's `paths`, or None.
+    """
+    pending = []
+    for f in files:
+        seen = None if probe_paths is None else probe_paths.get(f["path"], {})
+        if (
+            seen is None
+            or not seen.get("exists")
+            or seen.get("isdir")
+            or seen.get("checksum") != _sha1(f["content"])
+            or seen.get("mode") != f["mode"]
+            or (owner and seen.get("owner") != owner)
+        ):
+            pending.append(f)
+    return pending
+
+
+def solv_pending_dirs(dirs, probe_paths=None):
+    """The directories that are missing or differ in mode/owner/group (all of them without a probe)."""
+    pending = []
+    for d in dirs:
+        seen = None if probe_paths is None else probe_paths.get(d["path"], {})
+        if (
+            seen is None
+            or not seen.get("exists")
+            or not seen.get("isdir")
+            or seen.get("mode") != d.get("mode", "0755")
+            or seen.get("owner") != d.get("owner", "root")
+            or seen.get("group") != d.get("group", "root")
+        ):
+            pending.append(d)
+    return pending
+
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+
+
+def solv_container_spec(params):
+    """Everything the mechanism derives from one container's parameters, computed on the controller.
+
+    params: name, description, image, command, entrypoint, env, dir, files, dirs, volumes, ports,
+    network, docker_args, start_timeout, stop_timeout, root_dir, systemd_dir, log_driver, log_opts.
+    Returns: name, description, image, dir, unit_path, env_path, sha (the wanted-state hash, also the
+    container's `solv.spec` label), run_args, files (env file, config files, unit not included),
+    dirs, start_timeout, stop_timeout.
+    """
+    name = str(params["name"])
+    if not _NAME.fullmatch(name):
+        raise AnsibleFilterError(f"solv_container_spec: invalid container name {name!r}")
+    root = str(params["root_dir"]).rstrip("/")
+    cdir = str(params.get("dir") or f"{root}/{re.sub(r'^solv-', '', name)}").rstrip("/")
+    env_path = f"{cdir}/env"
+    env_content = solv_env_file(params.get("env") or {})
+
+    files = [{"path": env_path, "content": env_content, "mode": "0600", "secret": True}]
+    for f in params.get("files") or []:
+        fname = str(f["name"])
+        if "/" in fname or fname in ("", ".", "..", "env"):
+            raise AnsibleFilterError(f"solv_container_spec: {name}: invalid file name {fname!r}")
+        secret = bool(f.get("secret", False))
+        mode = str(f.get("mode") or ("0600" if secret else "0644"))
+        files.append({"path": f"{cdir}/{fname}", "content": str(f["content"]), "mode": mode, "secret": secret})
+
+    dirs = [
+        {"path": root, "mode": "0755", "owner": "root", "group": "root"},
+        {"path": cdir, "mode": "0755", "owner": "root", "group": "root"},
+    ]
+    for d in params.get("dirs") or []:
+        dirs.append(
+            {
+                "path": str(d["path"]).rstrip("/"),
+                "mode": str(d.get("mode") or "0755"),
+                "owner": str(d.get("owner") or "root"),
+                "group": str(d.get("group") or "root"),
+            }
+        )
+
+    run = {
+        "name": name,
+        "image": str(params["image"]),
+        "env_file": env_path,
+        "network": params.get("network") or "",
+        "ports": list(params.get("ports") or []),
+        "volumes": list(params.get("volumes") or []),
+        "docker_args": list(params.get("docker_args") or []),
+        "command": list(params.get("command") or []),
+        "entrypoint": params.get("entrypoint") or "",
+        "log_driver": params.get("log_driver") or "",
+        "log_opts": dict(params.get("log_opts") or {}),
+    }
+    sha = solv_spec_sha({"run": run, "files": [[f["path"], f["content"]] for f in files]})
+    run["labels"] = {"solv.spec": sha, "solv.image": run["image"]}
+    return {
+        "name": name,
+        "description": str(params.get("description") or name),
+        "image": run["image"],
+        "dir": cdir,
+        "unit_path": f"{str(params['systemd_dir']).rstrip('/')}/{name}.service",
+        "env_path": env_path,
+        "sha": sha,
+        "run_args": solv_container_run_args(run),
+        "files": files,
+        "dirs": dirs,
+        "start_timeout": int(params.get("start_timeout") or 300),
+        "stop_timeout": int(params.get("stop_timeout") or 30),
+    }
+
+
 class FilterModule:
     def filters(self):
         return {
             "solv_systemd_quote": solv_systemd_quote,
             "solv_env_file": solv_env_file,
             "solv_spec_sha": solv_spec_sha,
+            "solv_container_run_args": solv_container_run_args,
+            "solv_pending_files": solv_pending_files,
+            "solv_pending_dirs": solv_pending_dirs,
+            "solv_container_spec": solv_container_spec,
         }

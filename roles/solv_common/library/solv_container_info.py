@@ -18,9 +18,9 @@ options:
     type: str
     required: true
   image:
-    description: Image reference whose local id is reported (empty string when absent).
+    description: Image reference whose local id is reported (empty string when absent); empty to skip.
     type: str
-    required: true
+    default: ""
   paths:
     description: Files and directories to describe.
     type: list
@@ -120,7 +120,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             name=dict(type="str", required=True),
-            image=dict(type="str", required=True),
+            image=dict(type="str", default=""),
             paths=dict(type="list", elements="path", default=[]),
             network=dict(type="str", default=""),
             docker=dict(type="path", default="/usr/bin/docker"),
@@ -131,7 +131,9 @@ def main():
     if not os.access(p["docker"], os.X_OK):
         module.fail_json(msg=f"{p['docker']} not found: is the container engine installed (container_engine role)?")
 
-    image_id = _docker(module, ["image", "inspect", "--format", "{{.Id}}", p["image"]], "image") or ""
+    image_id = ""
+    if p["image"]:
+        image_id = _docker(module, ["image", "inspect", "--format", "{{.Id}}", p["image"]], "image") or ""
 
     container = {"exists": False, "running": False, "image_id": "", "labels": {}}
     raw = _docker(
