@@ -71,6 +71,7 @@ def load(sources: list[str | Path], vault_password_file: str | None = None) -> I
         if not p.exists():
             raise InventoryError(f"{p}: inventory not found")
 
+    _init_plugins()
     loader = DataLoader()
     vault_file = vault_password_file or os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE")
     if vault_file:
@@ -95,7 +96,7 @@ def load(sources: list[str | Path], vault_password_file: str | None = None) -> I
         try:
             allvars = varman.get_vars(host=host, include_hostvars=False)
         except AnsibleError as exc:
-            raise InventoryError(f"host {host.name}: {_short(exc)}") from None
+            raise InventoryError(_yaml_problem(paths, host.name) or f"host {host.name}: {_short(exc)}") from None
         templar = Templar(loader=loader, variables=allvars)
         mine: dict[str, Any] = {}
         for key in allvars:
@@ -103,6 +104,19 @@ def load(sources: list[str | Path], vault_password_file: str | None = None) -> I
                 mine[key] = _resolve(templar, allvars, key)
         hosts[host.name] = mine
     return Inventory(sources=paths, groups=groups, hosts=hosts)
+
+
+_plugins_ready = False
+
+
+def _init_plugins() -> None:
+    """Lookups (env, file) in inventory values resolve as in ansible-playbook; once per process."""
+    global _plugins_ready
+    if not _plugins_ready:
+        from ansible.plugins.loader import init_plugin_loader
+
+        init_plugin_loader()
+        _plugins_ready = True
 
 
 def _resolve(templar, allvars, key):
@@ -129,6 +143,27 @@ def has_unresolved(value) -> bool:
     if isinstance(value, list):
         return any(has_unresolved(v) for v in value)
     return False
+
+
+def _yaml_problem(sources: list[Path], host: str) -> str | None:
+    """Name the file, line and column of a YAML syntax error among the inventory's files."""
+    import yaml
+
+    for src in sources:
+        root = src if src.is_dir() else src.parent
+        for f in sorted(root.rglob("*")):
+            if f.suffix not in (".yml", ".yaml", "") or not f.is_file() or f.name.startswith("."):
+                continue
+            try:
+                yaml.load(f.read_text(encoding="utf-8"), Loader=_LenientLoader)  # noqa: S506
+            except yaml.MarkedYAMLError as exc:
+                mark = exc.context_mark or exc.problem_mark
+                where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+                what = "; ".join(str(x) for x in (exc.context, exc.problem) if x)
+                return f"{f}: not valid YAML ({where}): {what} (while loading host {host})"
+            except (yaml.YAMLError, UnicodeDecodeError, OSError):
+                continue
+    return None
 
 
 def _short(exc: BaseException) -> str:

@@ -97,9 +97,11 @@ def catalogue() -> list[Image]:
             archive=True,
         ),
         # prometheus-client: litellm's `prometheus` callback needs it (extra proxy-runtime, which
-        # also pulls the Google Cloud SDKs the lab does not need).
+        # also pulls the Google Cloud SDKs the lab does not need). async-timeout: redis needs it
+        # below Python 3.11.3 (Debian 12 has 3.11.2); pip judges that marker by the build machine's.
         Image("litellm", v["litellm"], "litellm",
-              pip=(f"litellm[proxy]=={v['litellm']}", "prometheus-client>=0.20.0,<1.0"), archive=True),
+              pip=(f"litellm[proxy]=={v['litellm']}", "prometheus-client>=0.20.0,<1.0", "async-timeout>=4.0.3"),
+              archive=True),
         Image(
             "open-webui",
             v["open_webui"],
@@ -263,6 +265,10 @@ def pip_target(reqs: tuple[str, ...], log: Path) -> Path:
     (tmp / ".complete").write_text("\n".join(reqs) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+    prefix = target.name.rsplit("-", 1)[0] + "-"
+    for old in target.parent.glob(prefix + "*"):  # trees of superseded requirement sets
+        if old != target and old.name[len(prefix):].isalnum():
+            shutil.rmtree(old, ignore_errors=True)
     return target
 
 

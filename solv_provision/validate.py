@@ -127,11 +127,22 @@ def _shallow(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _errors(validator, params: dict[str, Any]) -> list[str]:
+    from ansible.module_utils.errors import UnsupportedError
+
     result = validator.validate(params)
-    return [_tidy(str(e)) for e in result.errors]
+    return [f"unknown key {e}" if isinstance(e, UnsupportedError) else _tidy(str(e)) for e in result.errors]
+
+
+_TYPE_ERROR = re.compile(r"argument '(?P<arg>[^']+)' is of type (?P<got>\w+) and we were unable to convert to (?P<want>\w+).*")
+_TYPE_WORDS = {"dict": "a mapping", "list": "a list", "str": "a string", "int": "an integer", "float": "a number",
+               "bool": "true/false", "NoneType": "nothing"}
 
 
 def _tidy(msg: str) -> str:
+    m = _TYPE_ERROR.match(msg)
+    if m:
+        got, want = (_TYPE_WORDS.get(m[k], m[k]) for k in ("got", "want"))
+        return f"{m['arg']} must be {want}, got {got}"
     return msg.replace("found in ", "in ").strip()
 
 
@@ -160,10 +171,15 @@ def _unknown_variables(inv: Inventory) -> Iterator[Problem]:
 def _models(inv: Inventory, host: str) -> list[dict[str, Any]]:
     """The host's vllm_models with defaults applied; [] when malformed (the spec check reports that)."""
     raw = inv.hosts[host].get("vllm_models")
-    if not isinstance(raw, list) or not all(isinstance(m, dict) and "name" in m and "port" in m for m in raw):
+    if not isinstance(raw, list) or not all(isinstance(m, dict) and {"name", "model", "port"} <= set(m) for m in raw):
         return []
     try:
-        return [routing.model_defaults(m) for m in raw]
+        models = [routing.model_defaults(m) for m in raw]
+        for m in models:
+            m["port"] = int(m["port"])
+            m["gpus"] = [int(g) for g in m["gpus"]]
+            m["tensor_parallel_size"] = int(m["tensor_parallel_size"])
+        return models
     except (TypeError, ValueError):
         return []
 
@@ -284,7 +300,8 @@ def _gateway_models(inv: Inventory) -> Iterator[Problem]:
                         yield Problem(f"litellm_params.{pkey} reads {pval} but litellm_provider_env has no "
                                       f"{pval.split('/', 1)[1]}", host,
                                       f"litellm_external_models[{i}] ({ext.get('model_name')})")
-        if not names:
+        malformed = any(inv.hosts[h].get("vllm_models") and not _models(inv, h) for h in inv.in_group("inference"))
+        if not names and not malformed:
             yield Problem("LiteLLM would serve no model: no vllm_models on any 'inference' host and no "
                           "litellm_external_models", host, "litellm_external_models")
         fallbacks = _value(inv, host, "litellm_fallbacks") or {}

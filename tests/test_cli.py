@@ -52,7 +52,7 @@ def test_inventory_init_scaffolds_a_valid_inventory(cli, tmp_path):
 def _local_inventory(tmp_path):
     """A valid SOLV inventory whose hosts are reached with the local connection (no SSH)."""
     inv = tmp_path / "inv"
-    (inv / "host_vars").mkdir(parents=True)
+    (inv / "host_vars").mkdir(parents=True, exist_ok=True)
     hosts = yaml.safe_load((INVENTORIES / "good" / "hosts.yml").read_text())
     for group in hosts["all"]["children"].values():
         for name in group["hosts"]:

@@ -10,7 +10,7 @@ import json
 import time
 
 ROOT = "/opt/solv"
-ENV_FILE = f"{ROOT}/openwebui/openwebui.env"
+ENV_FILE = f"{ROOT}/openwebui/env"
 NAME = "solv-openwebui"
 
 # An HTTP request from the test host: prints {"status": ..., "body": ...}.

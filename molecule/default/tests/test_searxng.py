@@ -15,6 +15,7 @@ import yaml
 ROOT = "/opt/solv"
 SETTINGS = f"{ROOT}/searxng/settings.yml"
 SECRET = f"{ROOT}/secrets/searxng_secret_key"
+ENV_FILE = f"{ROOT}/searxng/env"
 NAME = "solv-searxng"
 # What the openwebui role writes into Open WebUI's environment (SEARXNG_QUERY_URL).
 QUERY_URL = "http://solv-searxng:8080/search"
@@ -47,18 +48,16 @@ def test_unit_runs_and_is_enabled(host):
     assert unit.is_enabled
 
 
-def test_settings_file_is_private(host):
+def test_settings_file(host):
     f = host.file(SETTINGS)
-    assert f.user == "root"
-    assert f.gid == 977  # the container's user reads it; nobody else
-    assert f.mode == 0o640
-
-
-def test_settings_content(host):
+    # No secret in it (the key travels in the env file): readable by the container's unprivileged user.
+    assert f.user == "root" and f.group == "root"
+    assert f.mode == 0o644
     s = settings(host)
     assert s["use_default_settings"] is True
     assert {"html", "json"} <= set(s["search"]["formats"])
     assert s["server"]["limiter"] is False
+    assert "secret_key" not in s["server"]
 
 
 def test_secret_generated_once_and_used(host):
@@ -67,7 +66,12 @@ def test_secret_generated_once_and_used(host):
     assert host.file(f"{ROOT}/secrets").mode == 0o700
     key = secret.content_string.strip()
     assert len(key) >= 32
-    assert settings(host)["server"]["secret_key"] == key != "ultrasecretkey"
+    env = host.file(ENV_FILE)
+    assert env.user == "root" and env.mode == 0o600
+    assert f"SEARXNG_SECRET={key}" in env.content_string.splitlines()
+    # The running container got it (a key changed without a restart would differ here).
+    running = host.check_output("docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' %s", NAME)
+    assert f"SEARXNG_SECRET={key}" in running.splitlines()
 
 
 def test_port_not_published(host):
@@ -87,7 +91,7 @@ def test_on_the_solv_network_and_not_root(host):
 
 
 def test_json_answers_on_the_address_openwebui_uses(host):
-    env = host.file(f"{ROOT}/openwebui/openwebui.env").content_string
+    env = host.file(f"{ROOT}/openwebui/env").content_string
     assert f"SEARXNG_QUERY_URL={QUERY_URL}?q=<query>" in env.splitlines()
     r = fetch_from_openwebui(host, f"{QUERY_URL}?q=solv+provision&format=json")
     assert r["status"] == 200, r

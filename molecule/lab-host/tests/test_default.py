@@ -33,7 +33,7 @@ def test_loaded_image_serves(host):
     host.check_output(f"docker run -d --name lab-probe -p 127.0.0.1:18000:8000 {IMAGE} "
                       "--model Qwen/Qwen2.5-0.5B-Instruct --served-model-name qwen-0.5b")
     try:
-        models = host.run("curl -sf --retry 20 --retry-connrefused --retry-delay 1 "
+        models = host.run("curl -sf --retry 30 --retry-all-errors --retry-delay 1 "
                           "http://127.0.0.1:18000/v1/models")
         assert models.rc == 0, models.stderr
         assert '"id": "qwen-0.5b"' in models.stdout

@@ -84,6 +84,21 @@ def solv_container_run_args(spec):
     return args
 
 
+def solv_arg_lines(args):
+    """Group a flat argument list for display, one option per line: `--flag value` stays together.
+
+    Only the layout of a unit's ExecStart continuation lines depends on it, never the arguments.
+    """
+    lines = []
+    for arg in args:
+        last = lines[-1] if lines else None
+        if last and len(last) == 1 and last[0].startswith("-") and "=" not in last[0] and not str(arg).startswith("-"):
+            last.append(str(arg))
+        else:
+            lines.append([str(arg)])
+    return lines
+
+
 def _sha1(text):
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
@@ -125,7 +140,7 @@ def solv_pending_dirs(dirs, probe_paths=None):
     return pending
 
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def solv_container_spec(params):
@@ -192,6 +207,7 @@ def solv_container_spec(params):
         "env_path": env_path,
         "sha": sha,
         "run_args": solv_container_run_args(run),
+        "run_lines": solv_arg_lines(solv_container_run_args(run)),
         "files": files,
         "dirs": dirs,
         "start_timeout": int(params.get("start_timeout") or 300),
@@ -209,4 +225,5 @@ class FilterModule:
             "solv_pending_files": solv_pending_files,
             "solv_pending_dirs": solv_pending_dirs,
             "solv_container_spec": solv_container_spec,
+            "solv_arg_lines": solv_arg_lines,
         }

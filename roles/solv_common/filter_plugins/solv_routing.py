@@ -1,1 +1,40 @@
-../../litellm/filter_plugins/solv_routing.py
+"""Ansible filters over solv_provision.routing (the single source of the LiteLLM routing)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+try:
+    from solv_provision import routing
+except ImportError:  # plain ansible-playbook from a checkout, package not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+    from solv_provision import routing
+
+
+def _hosts(hostvars, names):
+    return {name: hostvars[name] for name in names}
+
+
+def solv_litellm_routing(hostvars, inference_hosts, external_models=(), fallbacks=None, router_settings=None):
+    """{{ hostvars | solv_litellm_routing(groups['inference'], litellm_external_models, ...) }}"""
+    return routing.litellm_routing(_hosts(hostvars, inference_hosts), external_models, fallbacks, router_settings)
+
+
+def solv_host_address(name, hostvars):
+    """{{ inventory_hostname | solv_host_address(hostvars) }}"""
+    return routing.host_address(hostvars[name], name)
+
+
+def solv_vllm_models(models):
+    """vllm_models with the contract's defaults (served_model_name, parallel sizes)."""
+    return [routing.model_defaults(m) for m in models or []]
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "solv_litellm_routing": solv_litellm_routing,
+            "solv_host_address": solv_host_address,
+            "solv_vllm_models": solv_vllm_models,
+        }

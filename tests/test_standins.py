@@ -1,0 +1,258 @@
+"""The lab's stand-ins (lab/doubles/) as local processes on free loopback ports."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+DOUBLES = Path(__file__).resolve().parents[1] / "lab" / "doubles"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_", "SEARXNG_", "SOLV_STANDIN_"))}
+    env["PYTHONPATH"] = str(DOUBLES)
+    env.update(extra)
+    return env
+
+
+def _run(module: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a stand-in that is expected to exit by itself (refusals)."""
+    return subprocess.run([sys.executable, "-m", module, *args], env=_env(**env),
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+class Proc:
+    """A stand-in serving on a loopback port until stopped."""
+
+    def __init__(self, module: str, port: int, *args: str, **env: str) -> None:
+        self.port = port
+        self.p = subprocess.Popen([sys.executable, "-m", module, *args], env=_env(**env),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.p.poll() is not None:
+                raise AssertionError(f"{module} exited {self.p.returncode}: {self.p.stdout.read()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"{module} did not listen on {port}")
+
+    def request(self, method: str, path: str, body: dict | None = None, key: str | None = None,
+                conn: http.client.HTTPConnection | None = None) -> tuple[int, bytes]:
+        own = conn is None
+        conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        if own:
+            conn.close()
+        return resp.status, data
+
+    def stop(self) -> str:
+        self.p.terminate()
+        out, _ = self.p.communicate(timeout=10)
+        return out
+
+
+# --- vLLM stand-in ------------------------------------------------------------------------------
+
+KEY = "sk-lab-test"
+
+
+@pytest.fixture(scope="module")
+def vllm():
+    port = _free_port()
+    proc = Proc("vllm_standin", port, "--model", "Qwen/Qwen2.5-0.5B-Instruct", "--served-model-name",
+                "qwen-0.5b", "--host", "127.0.0.1", "--port", str(port), "--api-key", KEY,
+                "--max-model-len", "8k", "--enable-prefix-caching", "--kv-cache-dtype", "fp8",
+                SOLV_STANDIN_IDENTITY="replica-a")
+    yield proc
+    proc.stop()
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--model", "m", "--gpu-memory-utilization", "1.5"], 1, "gpu_memory_utilization"),
+    (["--model", "m", "--gpu-memory-utilization", "0"], 1, "gpu_memory_utilization"),
+    (["--model", "m", "--gpu-memory-utilization", "lots"], 2, "invalid float value"),
+    (["--model", "m", "--tensor-parallel-size", "0"], 2, "must be >= 1"),
+    (["--model", "m", "--max-num-seqs", "x"], 2, "--max-num-seqs"),
+    (["--model", "m", "--max-model-len", "big"], 2, "invalid length"),
+    (["--model", "m", "--quantization", "int3"], 2, "invalid choice"),
+    (["--served-model-name", "x"], 1, "no model"),
+    (["a/b", "--model", "c/d"], 1, "model given twice"),
+])
+def test_vllm_refuses_malformed_flags(args, code, message):
+    r = _run("vllm_standin", *args, "--port", str(_free_port()))
+    assert r.returncode == code, r.stderr
+    assert message in r.stderr
+
+
+def test_vllm_broken_fails_at_start():
+    r = _run("vllm_standin", "--model", "m", "--broken", "--port", str(_free_port()))
+    assert r.returncode == 1
+    assert "Engine core initialization failed" in r.stderr
+
+
+def test_vllm_open_routes_need_no_key(vllm):
+    assert vllm.request("GET", "/health")[0] == 200
+    status, body = vllm.request("GET", "/version")
+    assert status == 200 and "version" in json.loads(body)
+    assert vllm.request("GET", "/metrics")[0] == 200
+
+
+def test_vllm_checks_key_on_v1(vllm):
+    assert vllm.request("GET", "/v1/models") == (401, b'{"error": "Unauthorized"}')
+    assert vllm.request("GET", "/v1/models", key="wrong")[0] == 401
+    status, body = vllm.request("GET", "/v1/models", key=KEY)
+    assert status == 200
+    model = json.loads(body)["data"][0]
+    assert (model["id"], model["root"], model["max_model_len"]) == ("qwen-0.5b", "Qwen/Qwen2.5-0.5B-Instruct", 8000)
+
+
+def test_vllm_chat_names_model_and_replica(vllm):
+    req = {"model": "qwen-0.5b", "messages": [{"role": "user", "content": "hello lab"}]}
+    status, body = vllm.request("POST", "/v1/chat/completions", req, key=KEY)
+    assert status == 200
+    answer = json.loads(body)
+    assert answer["choices"][0]["message"]["content"] == f"[qwen-0.5b@replica-a:{vllm.port}] echo: hello lab"
+    assert answer["usage"]["prompt_tokens"] == 2
+    assert vllm.request("POST", "/v1/chat/completions", req, key=KEY)[1].count(b"replica-a") == 1
+
+
+def test_vllm_unknown_model_is_404(vllm):
+    status, body = vllm.request("POST", "/v1/chat/completions", {"model": "gpt-4", "messages": []}, key=KEY)
+    assert status == 404
+    assert json.loads(body)["error"]["type"] == "NotFoundError"
+
+
+def test_vllm_stream_is_sse_ending_with_done(vllm):
+    req = {"model": "qwen-0.5b", "stream": True, "stream_options": {"include_usage": True},
+           "messages": [{"role": "user", "content": "stream me"}]}
+    status, body = vllm.request("POST", "/v1/chat/completions", req, key=KEY)
+    assert status == 200
+    events = [line[len("data: "):] for line in body.decode().split("\n\n") if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == f"[qwen-0.5b@replica-a:{vllm.port}] echo: stream me"
+    assert chunks[-1]["usage"]["total_tokens"] > 0
+
+
+def test_vllm_completions(vllm):
+    status, body = vllm.request("POST", "/v1/completions", {"model": "qwen-0.5b", "prompt": "once"}, key=KEY)
+    assert status == 200
+    assert json.loads(body)["choices"][0]["text"].endswith("echo: once")
+
+
+def test_vllm_metrics_count_requests(vllm):
+    def successes() -> int:
+        text = vllm.request("GET", "/metrics")[1].decode()
+        line = next(ln for ln in text.splitlines() if ln.startswith("vllm:request_success_total{"))
+        return int(line.rsplit(" ", 1)[1])
+
+    before = successes()
+    vllm.request("POST", "/v1/completions", {"prompt": "count"}, key=KEY)
+    assert successes() == before + 1
+
+
+def test_vllm_keepalive_is_not_delayed(vllm):
+    # Without TCP_NODELAY each keep-alive response waits ~40 ms (Nagle + delayed ACK): 20 take >= 0.8 s.
+    conn = http.client.HTTPConnection("127.0.0.1", vllm.port, timeout=10)
+    vllm.request("GET", "/v1/models", key=KEY, conn=conn)
+    start = time.monotonic()
+    for _ in range(20):
+        assert vllm.request("POST", "/v1/completions", {"prompt": "x"}, key=KEY, conn=conn)[0] == 200
+    conn.close()
+    assert time.monotonic() - start < 0.5
+
+
+def test_vllm_key_from_env_and_unknown_flags_logged():
+    port = _free_port()
+    proc = Proc("vllm_standin", port, "--model", "m", "--port", str(port), "--host", "127.0.0.1",
+                "--some-future-flag", "7", VLLM_API_KEY="env-key")
+    try:
+        assert proc.request("GET", "/v1/models")[0] == 401
+        assert proc.request("GET", "/v1/models", key="env-key")[0] == 200
+    finally:
+        out = proc.stop()
+    assert "ignores these arguments: --some-future-flag 7" in out
+
+
+# --- SearXNG stand-in ---------------------------------------------------------------------------
+
+
+def _settings(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "settings.yml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("text", [
+    "use_default_settings: true\n",
+    "use_default_settings: true\nserver:\n  secret_key: ultrasecretkey\n",
+    "server:\n  secret_key: ''\n",
+    "server:\n  secret_key: s3cret\n  public_instance: true\n",
+])
+def test_searxng_refuses_default_secret_and_public_without_valkey(tmp_path, text):
+    r = _run("searxng_standin", SEARXNG_SETTINGS_PATH=_settings(tmp_path, text), SEARXNG_PORT=str(_free_port()))
+    assert r.returncode == 1, r.stderr
+
+
+def test_searxng_missing_settings_file_means_defaults_and_refusal(tmp_path):
+    r = _run("searxng_standin", SEARXNG_SETTINGS_PATH=str(tmp_path / "none.yml"), SEARXNG_PORT=str(_free_port()))
+    assert r.returncode == 1
+    assert "ultrasecretkey" in r.stderr
+
+
+def test_searxng_json_refused_unless_enabled(tmp_path):
+    port = _free_port()
+    path = _settings(tmp_path, "use_default_settings: true\nserver:\n  secret_key: abc123\n")
+    proc = Proc("searxng_standin", port, SEARXNG_SETTINGS_PATH=path, SEARXNG_PORT=str(port))
+    try:
+        assert proc.request("GET", "/healthz") == (200, b"OK")
+        assert proc.request("GET", "/search?q=lab&format=json")[0] == 403
+        status, body = proc.request("GET", "/search?q=lab")
+        assert status == 200 and b"<article>" in body
+    finally:
+        proc.stop()
+
+
+def test_searxng_json_results_when_enabled(tmp_path):
+    port = _free_port()
+    path = _settings(tmp_path, "search:\n  formats: [html, json]\nserver:\n  limiter: true\n")
+    proc = Proc("searxng_standin", port, SEARXNG_SETTINGS_PATH=path, SEARXNG_PORT=str(port),
+                SEARXNG_SECRET="from-env", SOLV_STANDIN_IDENTITY="lab-aio")
+    try:
+        status, body = proc.request("GET", "/search?q=solv+stack&format=json")
+        assert status == 200
+        data = json.loads(body)
+        assert data["query"] == "solv stack"
+        assert len(data["results"]) == 3
+        assert all({"url", "title", "content"} <= r.keys() for r in data["results"])
+        assert "lab-aio" in data["results"][0]["content"]
+        assert proc.request("GET", "/search?q=solv+stack&format=json")[1] == body
+        assert proc.request("GET", "/search?format=json")[0] == 400
+    finally:
+        out = proc.stop()
+    assert "The limiter requires Valkey" in out
