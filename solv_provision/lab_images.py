@@ -376,6 +376,9 @@ def build(only: tuple[str, ...] = (), force: bool = False,
             res.seconds = time.monotonic() - start
             progress(_describe(res))
             results.append(res)
+        if any(r.action == "built" for r in results):
+            # Superseded lab images that build_one could not remove while their children used them.
+            _docker("image", "prune", "--force", "--filter", f"label={HASH_LABEL}")
     return results
 
 

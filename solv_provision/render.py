@@ -44,6 +44,33 @@ def _root_dir(inv: Inventory, host: str) -> str:
     return value if isinstance(value, str) else specs.default("solv_root_dir") or "/opt/solv"
 
 
+def _secret_placeholders(inv: Inventory) -> dict:
+    """Extra vars that replace every secret the inventory sets (vault) with a placeholder, per host.
+
+    Only secrets a host sets are replaced (an unset optional secret stays unset, as on the host);
+    generated secrets become placeholders inside solv_common's secret.yml, which never runs on a host
+    in render mode.
+    """
+    per_host: dict[str, dict] = {h: {} for h in inv.hosts}
+    names = set()
+    for name in sorted(specs.secret_options()):
+        if not any(inv.hosts[h].get(name) for h in inv.hosts):
+            continue
+        names.add(name)
+        for host, hostvars in inv.hosts.items():
+            value = hostvars.get(name)
+            if isinstance(value, dict):
+                per_host[host][name] = {k: SECRET_PLACEHOLDER.format(name=f"{name}.{k}") for k in value}
+            elif value:
+                per_host[host][name] = SECRET_PLACEHOLDER.format(name=name)
+            else:
+                per_host[host][name] = specs.default(name) if specs.default(name) is not None else ""
+    extra = {name: "{{ __solv_render_secrets[inventory_hostname]['%s'] }}" % name for name in sorted(names)}
+    if names:
+        extra["__solv_render_secrets"] = per_host
+    return extra
+
+
 def render_files(inv: Inventory, inventories: list[str], what: str, *, host: str | None = None,
                  vault_password_file: str | None = None) -> dict[str, str]:
     """{'<host>/<absolute path on the host>': text} for every file the chosen services' roles write."""
@@ -64,7 +91,7 @@ def render_files(inv: Inventory, inventories: list[str], what: str, *, host: str
             "solv_systemd_dir": str(out) + "/{{ inventory_hostname }}/etc/systemd/system",
             "ansible_connection": "local",
             "ansible_python_interpreter": sys.executable,
-            **{name: SECRET_PLACEHOLDER.format(name=name) for name in sorted(specs.secret_options())},
+            **_secret_placeholders(inv),
         }
         # Each host's real root dir, as a host-specific variable the extra var above can refer to.
         roots = {h: _root_dir(inv, h) for h in hosts}

@@ -61,6 +61,7 @@ BAD = {
     "bad_settings_secret": {"ansible_host": "10.0.0.22", "searxng_settings": {"server": {"secret_key": "x"}}},
     "bad_bind_name": {"ansible_host": "gw.example.org"},
     "bad_email": {"ansible_host": "10.0.0.23", "openwebui_admin_email": "admin"},
+    "bad_password": {"ansible_host": "10.0.0.28", "openwebui_admin_password": "ä" * 37},  # 74 bytes
     "bad_rag": {"ansible_host": "10.0.0.24", "openwebui_rag_embedding_engine": "openai"},
     "bad_env": {"ansible_host": "10.0.0.25", "openwebui_extra_env": {"X": "two\nlines"}},
     "bad_choice": {"ansible_host": "10.0.0.26", "openwebui_rag_embedding_engine": "magic"},
@@ -145,9 +146,9 @@ def test_good_hosts_render(rendered, host):
     assert rendered["stats"][host]["failures"] == 0, (rendered["failed"].get(host), rendered["stderr"][-2000:])
     assert set(files(rendered, host)) == {
         "/opt/solv/searxng/settings.yml",
+        "/opt/solv/searxng/limiter.toml",
         "/opt/solv/searxng/env",
         "/opt/solv/openwebui/env",
-        *(["/opt/solv/searxng/limiter.toml"] if GOOD[host].get("searxng_limiter") else []),
         "/etc/systemd/system/solv-searxng.service",
         "/etc/systemd/system/solv-openwebui.service",
     }
@@ -161,6 +162,7 @@ def test_good_hosts_render(rendered, host):
         ("bad_settings_secret", ["secret_key"]),
         ("bad_bind_name", ["gw.example.org", "IP address"]),
         ("bad_email", ["openwebui_admin_email"]),
+        ("bad_password", ["72 bytes"]),
         ("bad_rag", ["openwebui_rag_embedding_model"]),
         ("bad_env", ["openwebui_extra_env"]),
         ("bad_choice", ["openwebui_rag_embedding_engine", "magic"]),
@@ -202,8 +204,12 @@ def test_searxng_default_container(rendered):
     root = str(rendered["out"] / "default" / "opt/solv")
     assert option_values(args, "--volume") == [
         f"{root}/searxng/settings.yml:/etc/searxng/settings.yml:ro",
+        f"{root}/searxng/limiter.toml:/etc/searxng/limiter.toml:ro",
         f"{root}/data/searxng:/var/cache/searxng",
     ]
+    tomllib = pytest.importorskip("tomllib")
+    limiter = tomllib.loads(files(rendered, "default")["/opt/solv/searxng/limiter.toml"].read_text())
+    assert limiter == {"botdetection": {"ip_lists": {"pass_ip": []}}}
     assert args[-1] == "docker.io/searxng/searxng:2026.9.25-12f8b6515"
 
 
@@ -221,7 +227,6 @@ def test_searxng_custom(rendered):
     assert limiter == {"botdetection": {"ip_lists": {"pass_ip": ["172.16.0.0/12"]}}}
     args = exec_start(f["/etc/systemd/system/solv-searxng.service"])
     assert option_values(args, "--publish") == ["127.0.0.1:8888:8080"]
-    assert any(v.endswith("/searxng/limiter.toml:/etc/searxng/limiter.toml:ro") for v in option_values(args, "--volume"))
 
 
 def test_openwebui_default_env(rendered):

@@ -1,0 +1,97 @@
+"""Shared helpers of the default scenario's vLLM/LiteLLM tests (test_vllm.py, test_litellm.py).
+
+Everything runs on the all-in-one test host through testinfra: files, units, `docker inspect`, and HTTP
+requests made by the host's python3 (as a client on the host's network would).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+ROOT = "/opt/solv"
+
+# One HTTP request from the test host. argv: method url headers-json body; prints {"status", "body"}.
+# A streamed body is read to the end (the SSE text comes back whole).
+_REQUEST = (
+    "import json, sys, urllib.request, urllib.error\n"
+    "method, url, headers, body = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]\n"
+    "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
+    "req = urllib.request.Request(url, data=body.encode() if body else None, headers=headers, method=method)\n"
+    "try:\n"
+    "    r = opener.open(req, timeout=60)\n"
+    "    out = {'status': r.status, 'body': r.read().decode(), 'type': r.headers.get('Content-Type', '')}\n"
+    "except urllib.error.HTTPError as e:\n"
+    "    out = {'status': e.code, 'body': e.read().decode(), 'type': ''}\n"
+    "except OSError as e:\n"
+    "    out = {'status': -1, 'body': str(e), 'type': ''}\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def http(host, method, url, token="", payload=None):
+    """{'status', 'body', 'type', 'json' (when the body is JSON)} of one request from the test host."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body = json.dumps(payload) if payload is not None else ""
+    # The token goes over argv of a short-lived process on a test host: acceptable in a test, never in a role.
+    out = host.check_output("python3 -c %s %s %s %s %s", _REQUEST, method, url, json.dumps(headers), body)
+    result = json.loads(out)
+    try:
+        result["json"] = json.loads(result["body"])
+    except ValueError:
+        pass
+    return result
+
+
+def secret(host, name):
+    return host.file(f"{ROOT}/secrets/{name}").content_string.strip()
+
+
+def env_file(host, path):
+    lines = host.file(path).content_string.splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def inspect(host, name):
+    return json.loads(host.check_output("docker inspect %s", name))[0]
+
+
+def sse_text(body):
+    """The assistant text of an OpenAI streamed chat completion (SSE `data:` lines)."""
+    text, done = [], False
+    for line in body.splitlines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            done = True
+            continue
+        for choice in json.loads(data).get("choices", []):
+            text.append((choice.get("delta") or {}).get("content") or "")
+    assert done, "stream did not end with [DONE]"
+    return "".join(text)
+
+
+@pytest.fixture(scope="module")
+def inventory(host):
+    """The test host's inventory variables (molecule.yml), as Ansible loaded them (not templated)."""
+    return host.ansible.get_variables()
+
+
+@pytest.fixture(scope="module")
+def address(inventory):
+    return inventory["solv_internal_address"]
+
+
+@pytest.fixture(scope="module")
+def models(inventory):
+    """vllm_models with the contract's defaults, by instance name."""
+    out = {}
+    for m in inventory["vllm_models"]:
+        m = dict(m)
+        m.setdefault("served_model_name", m["name"])
+        out[m["name"]] = m
+    return out
