@@ -56,16 +56,17 @@ _INVENTORY = click.option(
 
 @lab.command()
 @_INVENTORY
-@click.option("--build/--no-build", default=True, show_default=True,
-              help="Build the host image first when it is missing or outdated.")
-def up(inventory: Path, build: bool) -> None:
+@click.option("--images", "which", type=click.Choice(["host", "all", "none"]), default="host", show_default=True,
+              help="Build first (when missing or outdated): the host image, every lab image "
+                   "(what converging the lab inventory needs), or nothing.")
+def up(inventory: Path, which: str) -> None:
     """Start one systemd test host per inventory host, reachable over SSH; idempotent."""
     from solv_provision import lab_hosts, lab_images
 
     _ensure_docker()
     try:
-        if build:
-            lab_images.build(("host:debian12",), progress=click.echo)
+        if which != "none":
+            lab_images.build(("host:debian12",) if which == "host" else (), progress=click.echo)
         for line in lab_hosts.up(inventory):
             click.echo(line)
     except (lab_images.LabError, lab_hosts.LabHostError) as err:

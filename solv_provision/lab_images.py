@@ -106,7 +106,7 @@ def catalogue() -> list[Image]:
             "open-webui",
             v["open_webui"],
             "open-webui",
-            pip=(f"open-webui=={v['open_webui']}", f"torch=={v['torch']}"),
+            pip=(f"open-webui=={v['open_webui']}", f"torch=={v['torch']}", "async-timeout>=4.0.3"),
             archive=True,
         ),
     ]

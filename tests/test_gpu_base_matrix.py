@@ -62,10 +62,10 @@ CASES: dict[str, dict] = {
     "debian12-gpu": {"os": "debian-12", "pci": H100 + OTHER, "nouveau": True},
     "rocky9-gpu": {"os": "rocky-9", "pci": H100 + OTHER, "nouveau": True},
     # HGX with NVSwitch, driver 580 already loaded: fabric manager, no reboot.
-    "ubuntu2204-hgx": {"os": "ubuntu-22.04", "pci": H100 + NVSWITCH + OTHER, "loaded": "580.95.05"},
-    "ubuntu2404-hgx": {"os": "ubuntu-24.04", "pci": H100 + NVSWITCH + OTHER, "loaded": "580.95.05"},
-    "debian12-hgx": {"os": "debian-12", "pci": H100 + NVSWITCH + OTHER, "loaded": "580.95.05"},
-    "rocky9-hgx": {"os": "rocky-9", "pci": H100 + NVSWITCH + OTHER, "loaded": "580.95.05"},
+    "ubuntu2204-hgx": {"library": "580.95.05", "os": "ubuntu-22.04", "pci": H100 + NVSWITCH + OTHER, "loaded": "580.95.05"},
+    "ubuntu2404-hgx": {"library": "580.95.05", "os": "ubuntu-24.04", "pci": H100 + NVSWITCH + OTHER, "loaded": "580.95.05"},
+    "debian12-hgx": {"library": "580.95.05", "os": "debian-12", "pci": H100 + NVSWITCH + OTHER, "loaded": "580.95.05"},
+    "rocky9-hgx": {"library": "580.95.05", "os": "rocky-9", "pci": H100 + NVSWITCH + OTHER, "loaded": "580.95.05"},
     # Variants.
     "ubuntu2404-cuda-proprietary": {
         "os": "ubuntu-24.04",
@@ -90,6 +90,8 @@ CASES: dict[str, dict] = {
         "loaded": "535.216.01",
         "vars": {"nvidia_driver_allow_branch_change": True},
     },
+    # Libraries updated under the loaded module (same branch): driver/library mismatch until reboot.
+    "ubuntu2204-library-newer": {"os": "ubuntu-22.04", "pci": H100 + OTHER, "loaded": "580.65.06", "library": "580.95.05"},
     "ubuntu2204-no-holds": {"os": "ubuntu-22.04", "pci": H100 + OTHER, "vars": {"nvidia_driver_hold_packages": False}},
     "rocky9-cdi-forced-old-docker": {
         "os": "rocky-9",
@@ -99,6 +101,8 @@ CASES: dict[str, dict] = {
     },
     # Preflight refusals.
     "ubuntu2404-branch-change-refused": {"os": "ubuntu-24.04", "pci": H100 + OTHER, "loaded": "535.216.01"},
+    # 535 installed but its module not built for the running kernel: the libraries still tell the branch.
+    "debian12-library-535-refused": {"os": "debian-12", "pci": H100 + OTHER, "library": "535.247.01"},
     "rocky9-distro-refused": {"os": "rocky-9", "pci": H100 + OTHER, "vars": {"nvidia_driver_source": "distro"}},
     "debian12-distro-580-refused": {"os": "debian-12", "pci": H100 + OTHER, "vars": {"nvidia_driver_source": "distro"}},
     "debian12-distro-hgx-refused": {
@@ -128,6 +132,12 @@ def _write_sysfs(root: Path, case: dict) -> None:
     if case.get("loaded"):
         (root / "module" / "nvidia").mkdir()
         (root / "module" / "nvidia" / "version").write_text(case["loaded"] + "\n")
+    lib = root / "lib"
+    lib.mkdir()
+    (lib / "libc.so.6").write_text("")
+    if case.get("library"):
+        (lib / f"libnvidia-ml.so.{case['library']}").write_text("")
+        (lib / "libnvidia-ml.so.1").symlink_to(f"libnvidia-ml.so.{case['library']}")
 
 
 def _run_matrix(tmp: Path) -> tuple[dict, dict]:
@@ -404,6 +414,22 @@ def test_branch_change_refused_names_both_branches(matrix):
     assert "runs NVIDIA driver branch 535 (535.216.01)" in failed["msg"]
     assert "nvidia_driver_branch is 580" in failed["msg"]
     assert "nvidia_driver_allow_branch_change=true" in failed["msg"]
+
+
+def test_branch_change_seen_from_the_libraries(matrix):
+    failed = _failed(matrix, "debian12-library-535-refused")
+    assert failed["task"] == "Preflight | A branch change is explicit"
+    assert "runs NVIDIA driver branch 535 (535.247.01)" in failed["msg"]
+
+
+def test_library_update_under_loaded_module_needs_reboot(matrix):
+    got = _ok(matrix, "ubuntu2204-library-newer")
+    d = got["driver"]
+    assert d["branch_change"] is False and d["installed_version"] == "580.95.05"
+    assert d["reboot_reasons"] == [
+        "the loaded module is 580.65.06, the installed driver 580.95.05 (driver/library mismatch until the module is replaced)"
+    ]
+    assert got["runtime"] == "none"
 
 
 def test_rhel_has_no_distro_driver(matrix):

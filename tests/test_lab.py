@@ -172,7 +172,7 @@ def test_lab_up_is_idempotent_and_down_removes_only_the_lab(lab_inventory, bysta
     assert ssh.stdout.strip() == host.name, ssh.stderr
 
     key_before = key.read_bytes()
-    second = runner.invoke(lab, ["up", "-i", str(inv), "--no-build"])
+    second = runner.invoke(lab, ["up", "-i", str(inv), "--images", "none"])
     assert second.exit_code == 0, second.output
     assert second.output.strip() == f"{host.name}: running at {host.address}, systemd {state}, ssh ok"
     again = _inspect("container", host.container)
@@ -191,3 +191,26 @@ def test_lab_up_is_idempotent_and_down_removes_only_the_lab(lab_inventory, bysta
     for name in bystanders:
         assert _inspect("container", name) is not None, f"lab down removed {name}"
     assert runner.invoke(lab, ["status", "-i", str(inv)]).output.strip() == f"{host.name}: absent ({host.address})"
+
+
+@pytest.mark.docker
+def test_bootstrap_docker_is_a_noop_when_docker_answers():
+    if not _docker_answers():
+        pytest.skip("no Docker engine answers")
+    r = subprocess.run(["sh", str(ROOT / "lab" / "bootstrap-docker.sh")], capture_output=True, text=True,
+                       timeout=30, check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+
+
+@pytest.mark.molecule
+@pytest.mark.docker
+def test_molecule_lab_host_scenario():
+    """The shared Molecule base works: a systemd host loads a lab image tarball into its own Docker."""
+    if not _docker_answers():
+        pytest.skip("no Docker engine answers (run lab/bootstrap-docker.sh)")
+    lab_images.build(("host:debian12", "vllm-standin"), progress=lambda _line: None)
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    r = subprocess.run([str(Path(bindir) / "molecule"), "test", "-s", "lab-host"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=900, check=False)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]

@@ -37,6 +37,7 @@ GOOD = {
         "openwebui_bind_address": "::1",
         "openwebui_port": 3000,
         "openwebui_offline": True,
+        "openwebui_web_search_fetch_pages": False,
         "openwebui_rag_embedding_engine": "openai",
         "openwebui_rag_embedding_model": "bge-m3",
         "openwebui_enable_signup": True,
@@ -55,28 +56,38 @@ GOOD = {
         "openwebui_web_search": False,
     },
 }
-BAD = {
-    "bad_formats": {"ansible_host": "10.0.0.20", "searxng_formats": ["html"]},
-    "bad_limiter": {"ansible_host": "10.0.0.21", "searxng_limiter": True},
-    "bad_settings_secret": {"ansible_host": "10.0.0.22", "searxng_settings": {"server": {"secret_key": "x"}}},
-    "bad_bind_name": {"ansible_host": "gw.example.org"},
-    "bad_email": {"ansible_host": "10.0.0.23", "openwebui_admin_email": "admin"},
-    "bad_password": {"ansible_host": "10.0.0.28", "openwebui_admin_password": "ä" * 37},  # 74 bytes
-    "bad_rag": {"ansible_host": "10.0.0.24", "openwebui_rag_embedding_engine": "openai"},
-    "bad_env": {"ansible_host": "10.0.0.25", "openwebui_extra_env": {"X": "two\nlines"}},
-    "bad_choice": {"ansible_host": "10.0.0.26", "openwebui_rag_embedding_engine": "magic"},
-    "bad_type": {"ansible_host": "10.0.0.27", "searxng_port": "not-a-port"},
+# Stopped by the preflight or the argument specs of one role (the play runs only that role on them).
+BAD_SEARXNG = {
+    "bad_formats": {"searxng_formats": ["html"]},
+    "bad_limiter": {"searxng_limiter": True},
+    "bad_settings_secret": {"searxng_settings": {"server": {"secret_key": "x"}}},
+    "bad_type": {"searxng_port": "not-a-port"},
 }
+BAD_OPENWEBUI = {
+    "bad_bind_name": {"ansible_host": "gw.example.org"},
+    "bad_email": {"openwebui_admin_email": "admin"},
+    "bad_password": {"openwebui_admin_password": "\u00e4" * 37},  # 74 bytes of UTF-8
+    "bad_rag": {"openwebui_rag_embedding_engine": "openai"},
+    "bad_env": {"openwebui_extra_env": {"X": "two\nlines"}},
+    "bad_choice": {"openwebui_rag_embedding_engine": "magic"},
+}
+BAD = {**BAD_SEARXNG, **BAD_OPENWEBUI}
 
 PLAY = """
-- name: Render searxng and openwebui
-  hosts: all
+- name: Render searxng
+  hosts: good:bad_searxng
   gather_facts: false
   connection: local
   tasks:
     - name: SearXNG
       ansible.builtin.include_role:
         name: searxng
+
+- name: Render openwebui
+  hosts: good:bad_openwebui
+  gather_facts: false
+  connection: local
+  tasks:
     - name: Open WebUI
       ansible.builtin.include_role:
         name: openwebui
@@ -87,17 +98,20 @@ PLAY = """
 def rendered(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("webui-render")
     out = tmp / "out"
-    hosts = {}
-    for name, hostvars in {**GOOD, **BAD}.items():
-        hosts[name] = {
-            **hostvars,
-            "ansible_python_interpreter": sys.executable,
-            "solv_render": True,
-            "solv_root_dir": f"{out}/{name}/opt/solv",
-            "solv_systemd_dir": f"{out}/{name}/etc/systemd/system",
-        }
-        (out / name / "etc/systemd/system").mkdir(parents=True)
-    inventory = {"all": {"children": {"gateway": {"hosts": hosts}}}}
+    groups = {}
+    for group, scenarios in (("good", GOOD), ("bad_searxng", BAD_SEARXNG), ("bad_openwebui", BAD_OPENWEBUI)):
+        groups[group] = {"hosts": {}}
+        for i, (name, hostvars) in enumerate(scenarios.items()):
+            groups[group]["hosts"][name] = {
+                "ansible_host": f"10.0.{len(groups)}.{i + 10}",
+                **hostvars,
+                "ansible_python_interpreter": sys.executable,
+                "solv_render": True,
+                "solv_root_dir": f"{out}/{name}/opt/solv",
+                "solv_systemd_dir": f"{out}/{name}/etc/systemd/system",
+            }
+            (out / name / "etc/systemd/system").mkdir(parents=True)
+    inventory = {"all": {"children": {"gateway": {"children": groups}}}}
     (tmp / "inventory.yml").write_text(yaml.safe_dump(inventory))
     (tmp / "play.yml").write_text(PLAY)
     env = {
@@ -174,9 +188,7 @@ def test_bad_hosts_are_stopped_before_any_file(rendered, host, words):
     _, msg = rendered["failed"][host]
     for word in words:
         assert word in msg, msg
-    written = {p for p in files(rendered, host) if not p.startswith("/etc/systemd/system/solv-searxng")}
-    # A bad openwebui setting may only stop openwebui: searxng's files may exist, openwebui's must not.
-    assert not any("openwebui" in p for p in written)
+    assert files(rendered, host) == {}
 
 
 def test_searxng_default_settings(rendered):
@@ -245,6 +257,7 @@ def test_openwebui_default_env(rendered):
         "ENABLE_WEB_SEARCH": "True", "WEB_SEARCH_ENGINE": "searxng",
         "SEARXNG_QUERY_URL": "http://solv-searxng:8080/search?q=<query>",
         "BYPASS_EMBEDDING_AND_RETRIEVAL": "True", "BYPASS_WEB_SEARCH_EMBEDDING_AND_RETRIEVAL": "True",
+        "BYPASS_WEB_SEARCH_WEB_LOADER": "False",
     }
     assert {k: env.get(k) for k in expected} == expected
     assert "OFFLINE_MODE" not in env and "WEBUI_URL" not in env
@@ -265,6 +278,7 @@ def test_openwebui_custom(rendered):
     f = files(rendered, "custom")
     env = env_file(f["/opt/solv/openwebui/env"])
     assert env["OFFLINE_MODE"] == "True" and env["HF_HUB_OFFLINE"] == "1"
+    assert env["BYPASS_WEB_SEARCH_WEB_LOADER"] == "True"
     assert env["RAG_EMBEDDING_ENGINE"] == "openai" and env["RAG_EMBEDDING_MODEL"] == "bge-m3"
     assert env["RAG_OPENAI_API_BASE_URL"] == env["OPENAI_API_BASE_URL"] == "http://10.0.0.9:4000/v1"
     assert env["RAG_OPENAI_API_KEY"] == env["OPENAI_API_KEY"]

@@ -6,7 +6,6 @@ Runs after converge and the idempotence check (a second converge changed nothing
 
 from __future__ import annotations
 
-import json
 import shlex
 import time
 from pathlib import Path
@@ -72,7 +71,7 @@ def test_ports_published_on_the_internal_address_only(host, models, address):
     for name, m in models.items():
         bindings = inspect(host, unit(name))["HostConfig"]["PortBindings"]
         assert bindings == {f"{m['port']}/tcp": [{"HostIp": address, "HostPort": str(m["port"])}]}
-        listening = host.check_output("ss -Hltn 'sport = :%s'", m["port"])
+        listening = host.check_output("ss -Hltn 'sport = :%s'", str(m["port"]))
         local = {line.split()[3] for line in listening.splitlines()}
         assert local == {f"{address}:{m['port']}"}, local
 
@@ -157,6 +156,5 @@ def test_units_carry_no_shell(host, models):
         text = host.file(f"/etc/systemd/system/{unit(name)}.service").content_string
         start = text.split("ExecStart=", 1)[1].split("\nExecStop=", 1)[0].replace("\\\n", " ")
         words = [w.replace("%%", "%").replace("$$", "$") for w in shlex.split(start)]
-        info = inspect(host, unit(name))
-        assert words[-len(info["Args"]):] == info["Args"]
-        assert json.dumps(words)  # plain strings only
+        cmd = inspect(host, unit(name))["Config"]["Cmd"]
+        assert words[-len(cmd):] == cmd

@@ -1,0 +1,173 @@
+"""Two inference hosts and a gateway: replicas load-balanced by LiteLLM, one key cluster-wide, and an
+instance removed from the inventory leaves no unit, container or route behind.
+
+Runs twice: after converge+idempotence (phase "full") and after side_effect.yml removed the instance
+`solo` of molecule-stack-inf1 (phase "removed-solo", marked in /etc/solv-test-phase).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+
+import pytest
+import testinfra
+import yaml
+
+from solv_provision import routing
+
+testinfra_hosts = ["ansible://molecule-stack-gw"]
+
+ROOT = "/opt/solv"
+GW, INF1, INF2 = "molecule-stack-gw", "molecule-stack-inf1", "molecule-stack-inf2"
+PROMPT = "Which replica are you"
+
+_REQUEST = (
+    "import json, sys, urllib.request, urllib.error\n"
+    "method, url, headers, body = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]\n"
+    "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
+    "req = urllib.request.Request(url, data=body.encode() if body else None, headers=headers, method=method)\n"
+    "try:\n"
+    "    r = opener.open(req, timeout=60)\n"
+    "    out = {'status': r.status, 'body': r.read().decode()}\n"
+    "except urllib.error.HTTPError as e:\n"
+    "    out = {'status': e.code, 'body': e.read().decode()}\n"
+    "except OSError as e:\n"
+    "    out = {'status': -1, 'body': str(e)}\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def other(name):
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
+
+
+def http(host, method, url, token="", payload=None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body = json.dumps(payload) if payload is not None else ""
+    result = json.loads(host.check_output("python3 -c %s %s %s %s %s", _REQUEST, method, url, json.dumps(headers), body))
+    try:
+        result["json"] = json.loads(result["body"])
+    except ValueError:
+        pass
+    return result
+
+
+@pytest.fixture(scope="module")
+def phase(host):
+    marker = host.file("/etc/solv-test-phase")
+    return marker.content_string.strip() if marker.exists else "full"
+
+
+@pytest.fixture(scope="module")
+def hostvars(host):
+    """Inventory variables of every host, with the side effect's removal applied in phase removed-solo."""
+    out = {name: other(name).ansible.get_variables() for name in (INF1, INF2, GW)}
+    return out
+
+
+@pytest.fixture(scope="module")
+def wanted(hostvars, phase):
+    inference = {name: dict(hostvars[name]) for name in (INF1, INF2)}
+    if phase == "removed-solo":
+        inference[INF1]["vllm_models"] = [m for m in inference[INF1]["vllm_models"] if m["name"] != "solo"]
+    return inference
+
+
+@pytest.fixture(scope="module")
+def master_key(host):
+    return host.file(f"{ROOT}/secrets/litellm_master_key").content_string.strip()
+
+
+@pytest.fixture(scope="module")
+def base(hostvars):
+    return f"http://{hostvars[GW]['solv_internal_address']}:4000"
+
+
+def test_config_is_the_routing_of_the_inventory(host, wanted):
+    config = yaml.safe_load(host.file(f"{ROOT}/litellm/config.yaml").content_string)
+    want = routing.litellm_routing(wanted)
+    assert config["model_list"] == want["model_list"]
+    # The replicated model is one group with one deployment per inference host.
+    bases = sorted(e["litellm_params"]["api_base"] for e in config["model_list"] if e["model_name"] == "shared-model")
+    assert bases == ["http://10.213.62.11:8001/v1", "http://10.213.62.12:8001/v1"]
+
+
+def test_models_listed_once_each(host, base, master_key, phase):
+    r = http(host, "GET", f"{base}/v1/models", master_key)
+    assert r["status"] == 200, r
+    ids = [d["id"] for d in r["json"]["data"]]
+    assert Counter(ids) == Counter({"shared-model": 1, "solo-model": 1} if phase == "full" else {"shared-model": 1})
+
+
+def test_replicated_model_answered_by_both_hosts(host, base, master_key):
+    seen = Counter()
+    for _ in range(20):
+        r = http(host, "POST", f"{base}/v1/chat/completions", master_key,
+                 {"model": "shared-model", "messages": [{"role": "user", "content": PROMPT}]})
+        assert r["status"] == 200, r
+        answer = r["json"]["choices"][0]["message"]["content"]
+        # "[shared-model@<inventory host>:8001] echo: <prompt>"
+        assert answer.startswith("[shared-model@") and answer.endswith(f":8001] echo: {PROMPT}"), answer
+        seen[answer.split("@", 1)[1].split(":", 1)[0]] += 1
+    assert set(seen) == {INF1, INF2}, seen
+
+
+def test_single_host_model_routed_or_gone(host, base, master_key, phase):
+    r = http(host, "POST", f"{base}/v1/chat/completions", master_key,
+             {"model": "solo-model", "messages": [{"role": "user", "content": PROMPT}]})
+    if phase == "full":
+        assert r["status"] == 200, r
+        assert r["json"]["choices"][0]["message"]["content"] == f"[solo-model@{INF1}:8002] echo: {PROMPT}"
+    else:
+        assert 400 <= r["status"] < 500, r
+
+
+def test_removed_instance_leaves_nothing_behind(phase):
+    inf1 = other(INF1)
+    unit = "solv-vllm-solo"
+    if phase == "full":
+        assert inf1.service(unit).is_running
+        return
+    assert not inf1.file(f"/etc/systemd/system/{unit}.service").exists
+    assert not inf1.file(f"{ROOT}/vllm/solo").exists
+    assert inf1.run("docker inspect %s", unit).rc != 0
+    assert "LoadState=not-found" in inf1.check_output("systemctl show %s -p LoadState", unit)
+    assert not inf1.socket("tcp://10.213.62.11:8002").is_listening
+    # The other instance of that host is untouched.
+    assert inf1.service("solv-vllm-shared").is_running
+
+
+def test_one_api_key_cluster_wide(master_key):
+    inf1, inf2, gw = other(INF1), other(INF2), other(GW)
+    key = inf1.file(f"{ROOT}/secrets/vllm_api_key").content_string.strip()
+    assert len(key) >= 32
+    # Owned by the first inference host only; the others read it from there.
+    assert not inf2.file(f"{ROOT}/secrets/vllm_api_key").exists
+    assert not gw.file(f"{ROOT}/secrets/vllm_api_key").exists
+    for h, instance in ((inf1, "shared"), (inf2, "shared")):
+        assert f"VLLM_API_KEY={key}\n" in h.file(f"{ROOT}/vllm/{instance}/env").content_string
+    assert f"VLLM_API_KEY={key}\n" in gw.file(f"{ROOT}/litellm/env").content_string
+    # The master key lives on the gateway only.
+    assert master_key.startswith("sk-")
+    assert not inf1.file(f"{ROOT}/secrets/litellm_master_key").exists
+
+
+def test_inference_ports_bound_to_their_own_address(wanted):
+    for name, hv in wanted.items():
+        h = other(name)
+        for m in hv["vllm_models"]:
+            bindings = json.loads(h.check_output("docker inspect --format '{{json .HostConfig.PortBindings}}' %s",
+                                                 f"solv-vllm-{m['name']}"))
+            assert bindings == {f"{m['port']}/tcp": [{"HostIp": hv["solv_internal_address"], "HostPort": str(m["port"])}]}
+
+
+def test_gateway_reaches_inference_but_keys_are_required(host, wanted):
+    for name, hv in wanted.items():
+        for m in hv["vllm_models"]:
+            url = f"http://{hv['solv_internal_address']}:{m['port']}/v1/models"
+            assert http(host, "GET", url)["status"] == 401

@@ -1,0 +1,105 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Apache-2.0
+"""Generate-once secrets: read each from <dir>/<name>, or create it (0600) with a random value."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: solv_secret
+short_description: Read or create generate-once secret files in one call
+description:
+  - For each secret, returns the content of I(dir)/<name> when the file exists; otherwise generates a
+    random value (letters and digits, with an optional prefix) and creates the file exclusively
+    (mode 0600, I(dir) 0700). Never rewrites an existing file, so values are never rotated.
+  - Exclusive creation makes concurrent callers (several hosts delegating to one owner) agree on one value.
+  - In check mode nothing is written; missing secrets are reported as changed with a throwaway value.
+  - Use it with C(no_log: true): the result holds the values.
+options:
+  dir:
+    description: Directory of the secret files.
+    type: path
+    required: true
+  secrets:
+    description:
+      - "Secrets: {name, prefix (default empty), length (random characters, default 40)}."
+      - Other keys (the caller's bookkeeping) are ignored.
+    type: list
+    elements: dict
+    required: true
+author: SOLV platform team
+"""
+
+RETURN = r"""
+values:
+  description: Name => value.
+  type: dict
+generated:
+  description: Names created by this call.
+  type: list
+"""
+
+import os
+import re
+import secrets as random
+import string
+
+from ansible.module_utils.basic import AnsibleModule
+
+_ALPHABET = string.ascii_letters + string.digits
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read().strip()
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            dir=dict(type="path", required=True),
+            secrets=dict(type="list", elements="dict", required=True, no_log=False),
+        ),
+        supports_check_mode=True,
+    )
+    directory = module.params["dir"]
+    values, generated = {}, []
+    for spec in module.params["secrets"]:
+        name = str(spec.get("name") or "")
+        prefix = str(spec.get("prefix") or "")
+        try:
+            length = int(spec.get("length") or 40)
+        except (TypeError, ValueError):
+            module.fail_json(msg=f"secret {name}: length {spec.get('length')!r} is not a number")
+        if not _NAME.fullmatch(name):
+            module.fail_json(msg=f"invalid secret name {name!r}")
+        if length < 16:
+            module.fail_json(msg=f"secret {name}: length {length} is too short (16 or more)")
+        path = os.path.join(directory, name)
+        if os.path.exists(path):
+            values[name] = _read(path)
+            if not values[name]:
+                module.fail_json(msg=f"{path} exists but is empty; remove it to have it generated, or fill it")
+            continue
+        value = prefix + "".join(random.choice(_ALPHABET) for _ in range(length))
+        generated.append(name)
+        if module.check_mode:
+            values[name] = value
+            continue
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another caller created it first: use theirs
+            generated.pop()
+            values[name] = _read(path)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(value)
+        values[name] = value
+    module.exit_json(changed=bool(generated), values=values, generated=generated)
+
+
+if __name__ == "__main__":
+    main()
