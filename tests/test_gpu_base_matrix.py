@@ -152,6 +152,7 @@ def _run_matrix(tmp: Path) -> tuple[dict, dict]:
             "gpu_matrix_mode": case.get("mode", "plan"),
             "gpu_matrix_fact_overrides": case.get("facts", {}),
             "gpu_matrix_sys_root": str(sysroot),
+            # What `docker version` would answer (main.yml probes it; plan.yml takes it as input).
             "__nvidia_container_toolkit_docker_version": case.get("docker", "28.5.1"),
             **case.get("vars", {}),
         }
