@@ -89,6 +89,9 @@ def render_files(inv: Inventory, inventories: list[str], what: str, *, host: str
             # The host's own paths, re-rooted under out/<host>; the prefix is stripped again below.
             "solv_root_dir": str(out) + "/{{ inventory_hostname }}" + "{{ __solv_render_real_root }}",
             "solv_systemd_dir": str(out) + "/{{ inventory_hostname }}/etc/systemd/system",
+            # vllm_gpu_mode auto follows the toolkit's fact, which only a real run learns: render shows CDI,
+            # what the toolkit picks on Docker >= 25 (set vllm_gpu_mode to see another mode).
+            "solv_gpu_runtime": "cdi",
             "ansible_connection": "local",
             "ansible_python_interpreter": sys.executable,
             **_secret_placeholders(inv),

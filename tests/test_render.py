@@ -60,6 +60,9 @@ def test_render_vllm_units_per_instance(cli):
     coder = files["gpu-a/etc/systemd/system/solv-vllm-qwen-coder-32b.service"]
     assert "--tensor-parallel-size 2" in coder or "--tensor-parallel-size=2" in coder
     assert "10.20.0.11:8001:" in coder  # bound to the host's internal address, never 0.0.0.0
+    assert "--device nvidia.com/gpu=0" in coder and "--device nvidia.com/gpu=1" in coder
+    assert "nvidia.com/gpu=2" not in coder  # GPU 2 belongs to llama-8b
+    assert "VLLM_API_KEY" not in coder  # the key is in the env file, never on the command line
 
 
 def test_render_host_that_does_not_run_the_service_is_a_usage_error(cli):
