@@ -186,48 +186,58 @@ def _models(inv: Inventory, host: str) -> list[dict[str, Any]]:
 
 def _vllm_instances(inv: Inventory) -> Iterator[Problem]:
     for host in inv.hosts:
-        models = _models(inv, host)
         gpu_mode = _value(inv, host, "vllm_gpu_mode") or "auto"
-        names: dict[str, int] = {}
-        gpu_users: dict[int, list[dict[str, Any]]] = {}
-        for i, m in enumerate(models):
-            label = f"vllm_models[{i}] ({m['name']})"
-            if m["name"] in names:
-                yield Problem(f"instance name '{m['name']}' is already used by vllm_models[{names[m['name']]}]; "
-                              "names must be unique on a host (they name the systemd unit)", host, label)
-            names.setdefault(m["name"], i)
-            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(m["name"])):
-                yield Problem("name may hold only letters, digits, '.', '_' and '-' (it names a systemd unit)",
-                              host, label)
-            if not 1 <= int(m["port"]) <= 65535:
-                yield Problem(f"port {m['port']} is not in 1-65535", host, label)
-            util = m.get("gpu_memory_utilization")
-            if util is not None and not 0 < float(util) <= 1:
-                yield Problem(f"gpu_memory_utilization {util} must be in (0, 1]", host, label)
-            gpus = m["gpus"]
-            if any(int(g) < 0 for g in gpus):
-                yield Problem(f"gpus {gpus}: GPU indices are 0 or more", host, label)
-            if len(set(gpus)) != len(gpus):
-                yield Problem(f"gpus {gpus} names a GPU twice", host, label)
-            if not gpus and gpu_mode != "none":
-                yield Problem("gpus is empty: list the GPU indices this instance uses "
-                              "(or set vllm_gpu_mode: none on a host without GPUs)", host, label)
-            tp, pp = m["tensor_parallel_size"], m["pipeline_parallel_size"]
-            if gpus and tp * pp != len(gpus):
-                yield Problem(f"tensor_parallel_size {tp} x pipeline_parallel_size {pp} = {tp * pp}, "
-                              f"but {len(gpus)} GPU(s) are given ({gpus}); they must match", host, label)
-            for g in set(gpus):
-                gpu_users.setdefault(int(g), []).append({"index": i, **m})
-        for gpu, users in sorted(gpu_users.items()):
-            if len(users) < 2:
-                continue
-            utils = [u.get("gpu_memory_utilization") for u in users]
-            shared_ok = all(u is not None for u in utils) and sum(float(u) for u in utils) < 1
-            if not shared_ok:
-                owners = ", ".join(f"vllm_models[{u['index']}] ({u['name']})" for u in users)
-                yield Problem(f"GPU {gpu} is given to {owners}; give each GPU to one instance, or set "
-                              "gpu_memory_utilization on each sharer so that they sum below 1",
-                              host, f"vllm_models[{users[-1]['index']}] ({users[-1]['name']})")
+        for label, message in vllm_host_problems(_models(inv, host), gpu_mode):
+            yield Problem(message, host, label)
+
+
+def vllm_host_problems(models: list[dict[str, Any]], gpu_mode: str = "auto") -> list[tuple[str, str]]:
+    """(label, message) for what is wrong with one host's vllm_models (defaults applied, types checked).
+
+    The one implementation of the per-host instance rules: the CLI validator calls it for every host, and
+    the vllm role's preflight calls it through the `vllm_host_problems` filter (plain ansible-playbook).
+    """
+    problems: list[tuple[str, str]] = []
+    names: dict[str, int] = {}
+    gpu_users: dict[int, list[dict[str, Any]]] = {}
+    for i, m in enumerate(models):
+        label = f"vllm_models[{i}] ({m['name']})"
+        if m["name"] in names:
+            problems.append((label, f"instance name '{m['name']}' is already used by vllm_models[{names[m['name']]}]; "
+                                    "names must be unique on a host (they name the systemd unit)"))
+        names.setdefault(m["name"], i)
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(m["name"])):
+            problems.append((label, "name may hold only letters, digits, '.', '_' and '-' (it names a systemd unit)"))
+        if not 1 <= int(m["port"]) <= 65535:
+            problems.append((label, f"port {m['port']} is not in 1-65535"))
+        util = m.get("gpu_memory_utilization")
+        if util is not None and not 0 < float(util) <= 1:
+            problems.append((label, f"gpu_memory_utilization {util} must be in (0, 1]"))
+        gpus = m["gpus"]
+        if any(int(g) < 0 for g in gpus):
+            problems.append((label, f"gpus {gpus}: GPU indices are 0 or more"))
+        if len(set(gpus)) != len(gpus):
+            problems.append((label, f"gpus {gpus} names a GPU twice"))
+        if not gpus and gpu_mode != "none":
+            problems.append((label, "gpus is empty: list the GPU indices this instance uses "
+                                    "(or set vllm_gpu_mode: none on a host without GPUs)"))
+        tp, pp = int(m["tensor_parallel_size"]), int(m["pipeline_parallel_size"])
+        if gpus and tp * pp != len(gpus):
+            problems.append((label, f"tensor_parallel_size {tp} x pipeline_parallel_size {pp} = {tp * pp}, "
+                                    f"but {len(gpus)} GPU(s) are given ({gpus}); they must match"))
+        for g in set(gpus):
+            gpu_users.setdefault(int(g), []).append({"index": i, **m})
+    for gpu, users in sorted(gpu_users.items()):
+        if len(users) < 2:
+            continue
+        utils = [u.get("gpu_memory_utilization") for u in users]
+        if all(u is not None for u in utils) and sum(float(u) for u in utils) < 1:
+            continue
+        owners = ", ".join(f"vllm_models[{u['index']}] ({u['name']})" for u in users)
+        problems.append((f"vllm_models[{users[-1]['index']}] ({users[-1]['name']})",
+                         f"GPU {gpu} is given to {owners}; give each GPU to one instance, or set "
+                         "gpu_memory_utilization on each sharer so that they sum below 1"))
+    return problems
 
 
 # --- ports on each host ------------------------------------------------------------------------------------

@@ -34,6 +34,10 @@ options:
     description: Docker CLI.
     type: path
     default: /usr/bin/docker
+  list:
+    description: A glob (e.g. C(/etc/systemd/system/solv-vllm-*.service)) whose matches are returned as I(listed).
+    type: str
+    default: ""
 author: SOLV platform team
 """
 
@@ -53,8 +57,12 @@ unit:
 network_exists:
   description: Whether I(network) exists (true when I(network) is empty).
   type: bool
+listed:
+  description: Paths matching I(list), sorted.
+  type: list
 """
 
+import glob
 import grp
 import json
 import os
@@ -124,6 +132,7 @@ def main():
             paths=dict(type="list", elements="path", default=[]),
             network=dict(type="str", default=""),
             docker=dict(type="path", default="/usr/bin/docker"),
+            list=dict(type="str", default=""),
         ),
         supports_check_mode=True,
     )
@@ -161,6 +170,7 @@ def main():
         container=container,
         unit=_unit(module, p["name"]),
         network_exists=network_exists,
+        listed=sorted(glob.glob(p["list"])) if p["list"] else [],
     )
 
 

@@ -5,9 +5,14 @@ Input entries are already normalized by solv_vllm_models (served_model_name, par
 
 from __future__ import annotations
 
-import re
+import sys
+from pathlib import Path
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+try:
+    from solv_provision import validate
+except ImportError:  # plain ansible-playbook from a checkout, package not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+    from solv_provision import validate
 
 
 def vllm_command_args(instance):
@@ -45,54 +50,11 @@ def vllm_gpu_args(instance, mode):
 
 
 def vllm_host_problems(instances, mode="none"):
-    """What is wrong with one host's (normalized) vllm_models, as sentences; empty when fine."""
-    problems = []
-    names, ports = {}, {}
-    usage = {}
-    for inst in instances:
-        name = str(inst.get("name", ""))
-        if not _NAME.fullmatch(name):
-            problems.append(f"instance name {name!r}: use letters, digits, '.', '_' and '-' (unit solv-vllm-<name>)")
-        if name in names:
-            problems.append(f"instance name {name!r} appears twice")
-        names[name] = True
-        port = inst.get("port")
-        try:
-            port = int(port)
-            if not 0 < port < 65536:
-                raise ValueError
-        except (TypeError, ValueError):
-            problems.append(f"{name}: port {inst.get('port')!r} is not a port number")
-            continue
-        if port in ports:
-            problems.append(f"{name}: port {port} is also used by {ports[port]}")
-        ports[port] = name
-        size = int(inst["tensor_parallel_size"]) * int(inst["pipeline_parallel_size"])
-        gpus = list(inst.get("gpus") or [])
-        if mode != "none" and not gpus:
-            problems.append(f"{name}: gpus is empty; list the GPU indexes (or set vllm_gpu_mode: none)")
-        if mode != "none" and gpus and size != len(gpus):
-            problems.append(
-                f"{name}: tensor_parallel_size x pipeline_parallel_size = {size}, but gpus lists {len(gpus)}"
-            )
-        if len(set(gpus)) != len(gpus):
-            problems.append(f"{name}: gpus lists a GPU twice: {gpus}")
-        util = inst.get("gpu_memory_utilization")
-        util = 0.9 if util is None else float(util)
-        if not 0 < util <= 1:
-            problems.append(f"{name}: gpu_memory_utilization {util} must be in (0, 1]")
-        for g in gpus:
-            usage.setdefault(g, []).append((name, util))
-    if mode != "none":
-        for g, users in sorted(usage.items()):
-            total = sum(u for _, u in users)
-            if len(users) > 1 and total > 1.0 + 1e-9:
-                listed = ", ".join(f"{n} {u}" for n, u in users)
-                problems.append(
-                    f"GPU {g} is shared by {listed}: gpu_memory_utilization sums to {total:.2f} > 1 "
-                    "(vLLM's default is 0.9; set it on each sharing instance)"
-                )
-    return problems
+    """What is wrong with one host's (normalized) vllm_models, as sentences; empty when fine.
+
+    The rules live in solv_provision.validate (the CLI's validator runs the same function).
+    """
+    return [f"{label}: {message}" for label, message in validate.vllm_host_problems(list(instances or []), mode)]
 
 
 class FilterModule:
