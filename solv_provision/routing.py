@@ -41,7 +41,8 @@ class VllmInstance:
 
     @property
     def api_base(self) -> str:
-        return f"http://{self.address}:{self.port}/v1"
+        host = f"[{self.address}]" if ":" in self.address else self.address  # IPv6 literal
+        return f"http://{host}:{self.port}/v1"
 
     @property
     def deployment_id(self) -> str:

@@ -75,3 +75,8 @@ def test_model_defaults():
     assert m["served_model_name"] == "a"
     assert m["tensor_parallel_size"] == 2
     assert routing.model_defaults({"name": "a", "model": "x", "gpus": [], "port": 1})["tensor_parallel_size"] == 1
+
+
+def test_ipv6_address_is_bracketed():
+    hosts = {"v6": {"ansible_host": "fd00::11", "vllm_models": [{"name": "a", "model": "m", "gpus": [0], "port": 8001}]}}
+    assert routing.litellm_routing(hosts)["model_list"][0]["litellm_params"]["api_base"] == "http://[fd00::11]:8001/v1"

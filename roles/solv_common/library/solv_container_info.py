@@ -137,8 +137,22 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    paths = {path: _describe(module, path) for path in p["paths"]}
+    listed = sorted(glob.glob(p["list"])) if p["list"] else []
     if not os.access(p["docker"], os.X_OK):
-        module.fail_json(msg=f"{p['docker']} not found: is the container engine installed (container_engine role)?")
+        if not module.check_mode:
+            module.fail_json(msg=f"{p['docker']} not found: is the container engine installed (container_engine role)?")
+        # A dry run on a host whose engine is not installed yet: nothing of Docker's exists.
+        module.warn(f"{p['docker']} not found; reporting no image, container or network (check mode)")
+        module.exit_json(
+            changed=False,
+            paths=paths,
+            image_id="",
+            container={"exists": False, "running": False, "image_id": "", "labels": {}},
+            unit=_unit(module, p["name"]),
+            network_exists=not p["network"],
+            listed=listed,
+        )
 
     image_id = ""
     if p["image"]:
@@ -165,12 +179,12 @@ def main():
 
     module.exit_json(
         changed=False,
-        paths={path: _describe(module, path) for path in p["paths"]},
+        paths=paths,
         image_id=image_id,
         container=container,
         unit=_unit(module, p["name"]),
         network_exists=network_exists,
-        listed=sorted(glob.glob(p["list"])) if p["list"] else [],
+        listed=listed,
     )
 
 
