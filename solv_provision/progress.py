@@ -33,17 +33,18 @@ class Progress:
 
     # --- events -------------------------------------------------------------------------------------------
     def task_started(self, task: str) -> None:
+        task = _one_line(task)
         self.current_task = task
         if not self.live_mode:
-            self.console.print(f"[dim]{self._elapsed()}[/] TASK {task}", highlight=False)
+            self.console.print(f"[dim]{self._elapsed()}[/] TASK {task}", highlight=False, soft_wrap=True)
         self.refresh()
 
     def changed(self, host: str, task: str) -> None:
-        self._line(f"[yellow]changed[/] {host}: {task}")
+        self._line(f"[yellow]changed[/] {host}: {_one_line(task)}")
 
     def failed(self, failure) -> None:
         kind = "UNREACHABLE" if failure.unreachable else "FAILED"
-        self._line(f"[bold red]{kind}[/] {failure.host}: {failure.task}: {failure.message}")
+        self._line(f"[bold red]{kind}[/] {failure.host}: {_one_line(failure.task)}: {failure.message}")
 
     def refresh(self) -> None:
         if self.live:
@@ -55,7 +56,7 @@ class Progress:
         if r.mode == "check":
             self._print_changes()
         self.console.print(self._table(live=False))
-        self.console.print(f"artifacts: {r.artifacts}", highlight=False)
+        self.console.print(f"artifacts: {r.artifacts}", highlight=False, soft_wrap=True)
         code = r.exit_code
         if code == 1:
             first = r.failures[0]
@@ -104,10 +105,15 @@ class Progress:
         return table
 
     def _line(self, text: str) -> None:
-        self.console.print(f"[dim]{self._elapsed()}[/] {text}", highlight=False)
+        self.console.print(f"[dim]{self._elapsed()}[/] {text}", highlight=False, soft_wrap=True)
 
     def _elapsed(self) -> str:
         return f"{time.monotonic() - self.started:6.1f}s"
+
+
+def _one_line(text: str) -> str:
+    """Task names may hold newlines (folded Jinja); one line each in the log."""
+    return " ".join(str(text).split())
 
 
 def _color(n: int, color: str) -> str:
