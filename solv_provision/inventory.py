@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 # Ask Ansible to fail (not warn) on an inventory it cannot parse; must be set before ansible.constants loads.
 os.environ.setdefault("ANSIBLE_INVENTORY_UNPARSED_FAILED", "True")
 os.environ.setdefault("ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED", "True")
@@ -147,8 +149,6 @@ def has_unresolved(value) -> bool:
 
 def _yaml_problem(sources: list[Path], host: str) -> str | None:
     """Name the file, line and column of a YAML syntax error among the inventory's files."""
-    import yaml
-
     for src in sources:
         root = src if src.is_dir() else src.parent
         for f in sorted(root.rglob("*")):
@@ -189,8 +189,6 @@ def _var_files(base: Path, name: str) -> list[Path]:
 
 
 def _yaml_keys(path: Path) -> dict[str, Any]:
-    import yaml
-
     try:
         text = path.read_text(encoding="utf-8")
     except OSError:
@@ -237,26 +235,8 @@ def _find_definition(inv: Inventory, host: str, key: str) -> Path | None:
     return None
 
 
-def _lenient_loader():
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    def unknown_tag(loader, suffix, node):
-        return None
-
-    Loader.add_multi_constructor("!", unknown_tag)
-    return Loader
+class _LenientLoader(yaml.SafeLoader):
+    """SafeLoader that reads `!vault` (and any other tag) as null: enough to see which keys a file sets."""
 
 
-class _LazyLoader:
-    _cls = None
-
-    def __call__(self, stream):
-        if _LazyLoader._cls is None:
-            _LazyLoader._cls = _lenient_loader()
-        return _LazyLoader._cls(stream)
-
-
-_LenientLoader = _LazyLoader()
+_LenientLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
