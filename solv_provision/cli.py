@@ -5,6 +5,7 @@ Imports of Ansible and rich happen inside the verbs so that `--help` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -56,6 +57,17 @@ def fail(message: str, code: int = EXIT_INVALID) -> None:
     sys.exit(code)
 
 
+@contextlib.contextmanager
+def usage_errors():
+    """A runner.UsageError (a request that cannot run as given) becomes one line and exit 2."""
+    from solv_provision.runner import UsageError
+
+    try:
+        yield
+    except UsageError as exc:
+        fail(str(exc))
+
+
 def load_and_validate(inventories, vault_password_file, quiet=False):
     """Load + validate; exit 2 with every problem listed when something is wrong."""
     from solv_provision import inventory as inv_mod
@@ -72,10 +84,22 @@ def load_and_validate(inventories, vault_password_file, quiet=False):
             click.echo(f"  - {p}", err=True)
         sys.exit(EXIT_INVALID)
     if not quiet:
-        hosts = len(inv.hosts)
-        click.secho(f"inventory ok: {hosts} host(s), inference: {', '.join(inv.in_group('inference')) or '-'}, "
-                    f"gateway: {', '.join(inv.in_group('gateway')) or '-'}", fg="green", err=True)
+        click.secho(inventory_summary(len(inv.hosts), {g: inv.in_group(g) for g in ("inference", "gateway")}),
+                    fg="green", err=True)
     return inv
+
+
+SUMMARY_NAMES = 5  # names shown per group before "… and N more"
+
+
+def inventory_summary(count: int, groups: dict[str, list[str]]) -> str:
+    """One line: every name when each group is small, else counts per group and the first few names."""
+    if all(len(names) <= SUMMARY_NAMES for names in groups.values()):
+        return f"inventory ok: {count} host(s), " + ", ".join(f"{g}: {', '.join(n) or '-'}" for g, n in groups.items())
+    from solv_provision.runner import brief
+
+    parts = [f"{g}: {len(n)} ({brief(n, SUMMARY_NAMES)})" if n else f"{g}: 0" for g, n in groups.items()]
+    return f"inventory ok: {count} host(s); " + "; ".join(parts)
 
 
 def no_traceback(f):
@@ -117,12 +141,19 @@ def validate(inventories, vault_password_file):
     load_and_validate(inventories, vault_password_file)
 
 
-def _run(mode, inventories, limit, tags, extra_vars, forks, verbose, vault_password_file, playbook="site.yml"):
-    load_and_validate(inventories, vault_password_file)
-    from solv_provision.runner import run_playbook
+def _run(mode, *, inventories, limit, tags, extra_vars, forks, verbose, vault_password_file, playbook="site.yml"):
+    """apply/check: usage checks (exit 2), validation (exit 2), then the play; exits with its code."""
+    from solv_provision import runner
 
-    result = run_playbook(
-        playbook, list(inventories), mode=mode, limit=limit, tags=tags, extra_vars=list(extra_vars),
+    with usage_errors():
+        book = runner.resolve_playbook(playbook)
+        runner.check_extra_vars(extra_vars)
+    inv = load_and_validate(inventories, vault_password_file)
+    if limit:
+        with usage_errors():
+            runner.check_limit(limit, hosts=inv.hosts, groups=inv.groups)
+    result = runner.run_playbook(
+        str(book), list(inventories), mode=mode, limit=limit, tags=tags, extra_vars=list(extra_vars),
         forks=forks, verbosity=verbose, vault_password_file=vault_password_file,
     )
     sys.exit(result.exit_code)
@@ -131,20 +162,20 @@ def _run(mode, inventories, limit, tags, extra_vars, forks, verbose, vault_passw
 @main.command()
 @play_options
 @click.option("--playbook", default="site.yml", show_default=True,
-              help="Playbook from playbooks/ (site.yml, gpu_base.yml, inference.yml, gateway.yml).")
+              help="Playbook from playbooks/ (site.yml, gpu_base.yml, inference.yml, gateway.yml) or a path.")
 @no_traceback
-def apply(inventories, limit, tags, extra_vars, forks, verbose, vault_password_file, playbook):
+def apply(**options):
     """Validate, then run playbooks/site.yml: live progress per host, a summary table at the end."""
-    _run("apply", inventories, limit, tags, extra_vars, forks, verbose, vault_password_file, playbook)
+    _run("apply", **options)
 
 
 @main.command()
 @play_options
-@click.option("--playbook", default="site.yml", show_default=True, help="Playbook from playbooks/.")
+@click.option("--playbook", default="site.yml", show_default=True, help="Playbook from playbooks/ or a path.")
 @no_traceback
-def check(inventories, limit, tags, extra_vars, forks, verbose, vault_password_file, playbook):
+def check(**options):
     """Dry run (check + diff): what would change on each host. Exit 0 no drift, 3 drift, 1 failure."""
-    _run("check", inventories, limit, tags, extra_vars, forks, verbose, vault_password_file, playbook)
+    _run("check", **options)
 
 
 @main.command()
@@ -152,28 +183,44 @@ def check(inventories, limit, tags, extra_vars, forks, verbose, vault_password_f
 @inventory_option
 @vault_option
 @click.option("--host", "host", help="Render for this host (default: every host the service runs on).")
+@click.option("--file", "file_name", metavar="NAME",
+              help="Print only this file, nothing else (base name or path suffix: config.yaml, env, qwen/env, "
+                   "solv-vllm-qwen.service); needs --host when several hosts run the service.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Write the files here instead of printing.")
 @no_traceback
-def render(what, inventories, vault_password_file, host, output):
+def render(what, inventories, vault_password_file, host, file_name, output):
     """Render the files the roles would put on a host (offline, same templates). Secrets are placeholders."""
     inv = load_and_validate(inventories, vault_password_file, quiet=True)
-    from solv_provision.render import RenderError, render_files
+    from solv_provision.render import RenderError, hosts_for, render_files, select_file
+    from solv_provision.runner import brief
 
     try:
-        files = render_files(inv, list(inventories), what, host=host, vault_password_file=vault_password_file)
+        hosts = hosts_for(inv, what, host)
+        if file_name and len(hosts) > 1:
+            raise RenderError(f"--file needs one host: {what} runs on {brief(hosts)}; choose one with --host",
+                              usage=True)
+        files = render_files(inv, inventories=list(inventories), what=what, host=hosts[0] if file_name else host,
+                             vault_password_file=vault_password_file)
+        if file_name:
+            files = dict([select_file(files, file_name)])
     except RenderError as exc:
         fail(str(exc), EXIT_INVALID if exc.usage else EXIT_FAILED)
     if output:
-        out = Path(output)
+        _write_files(files, Path(output))
+    elif file_name:
+        click.echo(next(iter(files.values())), nl=False)  # exactly the file: ready to pipe
+    else:
         for rel, text in files.items():
-            dest = out / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text(text, encoding="utf-8")
-            click.echo(str(dest))
-        return
+            click.secho(f"# --- {rel}", fg="cyan")
+            click.echo(text.rstrip("\n"))
+
+
+def _write_files(files: dict[str, str], out: Path) -> None:
     for rel, text in files.items():
-        click.secho(f"# --- {rel}", fg="cyan")
-        click.echo(text.rstrip("\n"))
+        dest = out / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(text, encoding="utf-8")
+        click.echo(str(dest))
 
 
 @main.group()
@@ -207,21 +254,36 @@ def secrets():
 @click.argument("name")
 @inventory_option
 @vault_option
-@click.option("--host", "host", required=True, help="The host that stores the secret.")
+@click.option("--host", "host", help="The host that stores the secret (default for shared secrets: their owner).")
 @no_traceback
 def secrets_show(name, inventories, vault_password_file, host):
-    """Print one secret stored on HOST (e.g. litellm_master_key, openwebui_admin_password)."""
+    """Print one secret stored on HOST (e.g. litellm_master_key, openwebui_admin_password).
+
+    Shared secrets (vllm_api_key, litellm_master_key, litellm_salt_key) are read on their owner without --host.
+    """
+    from solv_provision import runner
+
+    with usage_errors():
+        runner.check_secret_name(name)
     inv = load_and_validate(inventories, vault_password_file, quiet=True)
+    from solv_provision import secrets as shared
+
+    if host is None and name not in shared.SHARED:
+        fail(f"{name} is kept per host: name the host with --host", EXIT_INVALID)
+    host = host or shared.owner(name, {g: inv.in_group(g) for g in ("inference", "gateway")}, "")
     if host not in inv.hosts:
-        fail(f"host {host} is not in the inventory (hosts: {', '.join(sorted(inv.hosts))})")
+        fail(f"host {host} is not in the inventory; hosts: {runner.brief(sorted(inv.hosts))}")
     from solv_provision import specs
-    from solv_provision.runner import read_secret
 
     root = inv.hosts[host].get("solv_root_dir")
     root = root if isinstance(root, str) else specs.default("solv_root_dir")
-    value = read_secret(list(inventories), host, name, vault_password_file=vault_password_file, root_dir=root)
+    try:
+        value = runner.read_secret(inventories=list(inventories), host=host, name=name,
+                                   vault_password_file=vault_password_file, root_dir=root)
+    except runner.SecretReadError as exc:
+        fail(str(exc), EXIT_FAILED)
     if value is None:
-        fail(f"host {host}: no secret named {name}", EXIT_FAILED)
+        fail(f"host {host}: no secret named {name} (not generated yet, or another host owns it)", EXIT_FAILED)
     click.echo(value)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,6 @@ class Inventory:
     sources: list[Path]
     groups: dict[str, list[str]]
     hosts: dict[str, dict[str, Any]]  # host -> SOLV variables (+ address keys), templated where possible
-    group_files: dict[str, list[Path]] = field(default_factory=dict)
 
     def in_group(self, group: str) -> list[str]:
         return self.groups.get(group, [])

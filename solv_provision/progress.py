@@ -6,6 +6,7 @@ import time
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -36,15 +37,15 @@ class Progress:
         task = _one_line(task)
         self.current_task = task
         if not self.live_mode:
-            self.console.print(f"[dim]{self._elapsed()}[/] TASK {task}", highlight=False, soft_wrap=True)
+            self.console.print(f"[dim]{self._elapsed()}[/] TASK {escape(task)}", highlight=False, soft_wrap=True)
         self.refresh()
 
     def changed(self, host: str, task: str) -> None:
-        self._line(f"[yellow]changed[/] {host}: {_one_line(task)}")
+        self._line(f"[yellow]changed[/] {escape(host)}: {escape(_one_line(task))}")
 
     def failed(self, failure) -> None:
-        kind = "UNREACHABLE" if failure.unreachable else "FAILED"
-        self._line(f"[bold red]{kind}[/] {failure.host}: {_one_line(failure.task)}: {failure.message}")
+        self._line(f"[bold red]{_kind(failure)}[/] {escape(failure.host)}: {escape(_one_line(failure.task))}: "
+                   f"{escape(failure.message)}")
 
     def refresh(self) -> None:
         if self.live:
@@ -59,10 +60,7 @@ class Progress:
         self.console.print(f"artifacts: {r.artifacts}", highlight=False, soft_wrap=True)
         code = r.exit_code
         if code == 1:
-            first = r.failures[0]
-            where = f"{first.host}" + (f" at task '{first.task}'" if first.task != "-" else "")
-            self.console.print(f"[bold red]FAILED[/]: {where}: {first.message}"
-                               + (f" (+{len(r.failures) - 1} more failure(s) above)" if len(r.failures) > 1 else ""))
+            self.console.print(self._reason(), highlight=False, soft_wrap=True)
         elif code == 3:
             n = sum(s.changed for s in r.hosts.values())
             self.console.print(f"[yellow]DRIFT[/]: {n} change(s) pending; nothing was changed (check mode)")
@@ -71,9 +69,20 @@ class Progress:
         else:
             self.console.print(f"[green]OK[/]: {len(r.hosts)} host(s) in {self._elapsed()}")
 
+    def _reason(self) -> str:
+        """One line: UNREACHABLE or FAILED, the first host and task, its message, how many more failures."""
+        failures = self.result.failures
+        if not failures:
+            return f"[bold red]FAILED[/]: ansible-playbook exited with {self.result.rc}"
+        first = failures[0]
+        where = first.host + (f" at task '{_one_line(first.task)}'" if first.task != "-" else "")
+        more = f" (+{len(failures) - 1} more failure(s) above)" if len(failures) > 1 else ""
+        return f"[bold red]{_kind(first)}[/]: {escape(where)}: {escape(first.message)}{more}"
+
     def _print_changes(self) -> None:
         for change in self.result.changes:
-            self.console.print(f"[yellow]would change[/] {change.host}: {change.task}", highlight=False)
+            self.console.print(f"[yellow]would change[/] {escape(change.host)}: {escape(_one_line(change.task))}",
+                               highlight=False, soft_wrap=True)
             for d in change.diff:
                 if not isinstance(d, dict):
                     continue
@@ -94,13 +103,13 @@ class Progress:
             self.console.print(text.rstrip("\n"), highlight=False, markup=False)
 
     def _table(self, live: bool) -> Table:
-        table = Table(title=None if not live else f"{self.current_task}", title_justify="left")
+        table = Table(title=escape(self.current_task) if live else None, title_justify="left")
         for col in ("host", "ok", "changed", "failed", "unreachable", "skipped", "time" if not live else "task"):
             table.add_column(col, justify="left" if col in ("host", "task") else "right")
         for host in sorted(self.result.hosts):
             s = self.result.hosts[host]
-            last = s.task if live else f"{max(0.0, s.finished - s.started):.1f}s"
-            table.add_row(host, str(s.ok), _color(s.changed, "yellow"), _color(s.failed, "red"),
+            last = escape(_one_line(s.task)) if live else f"{max(0.0, s.finished - s.started):.1f}s"
+            table.add_row(escape(host), str(s.ok), _color(s.changed, "yellow"), _color(s.failed, "red"),
                           _color(s.unreachable, "red"), str(s.skipped), last)
         return table
 
@@ -109,6 +118,10 @@ class Progress:
 
     def _elapsed(self) -> str:
         return f"{time.monotonic() - self.started:6.1f}s"
+
+
+def _kind(failure) -> str:
+    return "UNREACHABLE" if failure.unreachable else "FAILED"
 
 
 def _one_line(text: str) -> str:

@@ -2,7 +2,7 @@
 
 Pure functions over plain data (host name -> that host's variables). The Ansible filter plugin in
 roles/solv_common/filter_plugins/ and `solv-provision render` both call `litellm_routing`; the validator
-uses `vllm_instances` and `host_address` so that it checks exactly what will be deployed.
+uses `vllm_instances` (addresses from `addresses.host_address`) so that it checks exactly what will be deployed.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from solv_provision.addresses import bracketed, host_address
 
 # Production router defaults (LiteLLM docs: routing, proxy/prod). `litellm_router_settings` merges over these.
 ROUTER_DEFAULTS: dict[str, Any] = {
@@ -41,21 +43,11 @@ class VllmInstance:
 
     @property
     def api_base(self) -> str:
-        host = f"[{self.address}]" if ":" in self.address else self.address  # IPv6 literal
-        return f"http://{host}:{self.port}/v1"
+        return f"http://{bracketed(self.address)}:{self.port}/v1"
 
     @property
     def deployment_id(self) -> str:
         return f"{self.host}/{self.name}"
-
-
-def host_address(hostvars: Mapping[str, Any], name: str) -> str:
-    """The address other hosts use to reach `name`: solv_internal_address, else ansible_host, else the name."""
-    for key in ("solv_internal_address", "ansible_host"):
-        value = hostvars.get(key)
-        if value:
-            return str(value)
-    return name
 
 
 def model_defaults(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -20,6 +22,14 @@ _RESULT_EVENTS = {
     "runner_on_unreachable": "unreachable",
     "runner_on_skipped": "skipped",
 }
+
+
+class UsageError(ValueError):
+    """The request cannot run as given (exit 2); nothing was contacted."""
+
+
+class SecretReadError(RuntimeError):
+    """The host could not be reached or did not give the secret (exit 1)."""
 
 
 @dataclass
@@ -81,14 +91,80 @@ def ansible_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _cmdline(mode: str, tags, extra_vars, forks, verbosity, vault_password_file) -> str:
+def brief(names, shown: int = 5) -> str:
+    """'a, b, c' for a few names; 'a, b, c, d, e, … and 95 more' for many (messages stay one readable line)."""
+    names = list(names)
+    if len(names) <= shown:
+        return ", ".join(names) or "-"
+    return ", ".join(names[:shown]) + f", … and {len(names) - shown} more"
+
+
+# Playbooks in playbooks/ that `apply`/`check` may run (render.yml belongs to `solv-provision render`).
+_INTERNAL_PLAYBOOKS = {"render.yml"}
+
+
+def available_playbooks() -> list[str]:
+    return sorted(p.name for p in paths.playbooks_dir().glob("*.yml") if p.name not in _INTERNAL_PLAYBOOKS)
+
+
+def resolve_playbook(name: str) -> Path:
+    """A playbook from playbooks/ by name, or a path to a playbook file; UsageError otherwise."""
+    if name in available_playbooks():
+        return paths.playbooks_dir() / name
+    if name in _INTERNAL_PLAYBOOKS:
+        raise UsageError(f"{name} is run by `solv-provision render`, not by apply/check; "
+                         f"available: {', '.join(available_playbooks())}")
+    given = Path(name).expanduser()
+    if (given.is_absolute() or len(given.parts) > 1) and given.is_file():
+        return given.resolve()
+    raise UsageError(f"no playbook {name}; available: {', '.join(available_playbooks())} "
+                     "(or a path to a playbook file)")
+
+
+def check_extra_vars(extra_vars) -> None:
+    """-e @FILE must name a file that exists (ansible-playbook would stop on it after starting)."""
+    for ev in extra_vars or []:
+        if ev.startswith("@") and not Path(ev[1:]).expanduser().is_file():
+            raise UsageError(f"-e {ev}: no such file {ev[1:]}")
+
+
+_LOCALHOST = {"localhost", "127.0.0.1", "::1"}  # Ansible's implicit localhost
+_SUBSCRIPT = re.compile(r"\[-?\d*(?:[:-]-?\d*)?\]$")  # group[0], group[1:3]
+
+
+def check_limit(limit: str | None, *, hosts, groups) -> None:
+    """Every term of --limit must match a host or group (Ansible only warns and skips a typo); UsageError."""
+    from ansible.inventory.manager import split_host_pattern
+
+    names = [*groups, *hosts, *_LOCALHOST]
+    unmatched = [term for term in split_host_pattern(limit or "") if not _limit_term_matches(term, names)]
+    if unmatched:
+        raise UsageError(f"--limit {limit}: {', '.join(unmatched)} matches no host or group of the inventory; "
+                         f"groups: {brief(sorted(groups))}; hosts: {brief(sorted(hosts))}")
+
+
+def _limit_term_matches(term: str, names: list[str]) -> bool:
+    term = term.lstrip("!&")
+    if term.startswith("@"):
+        return Path(term[1:]).expanduser().is_file()
+    if term.startswith("~"):
+        try:
+            pattern = re.compile(term[1:])
+        except re.error:
+            return False
+    else:
+        pattern = re.compile(fnmatch.translate(_SUBSCRIPT.sub("", term)))
+    return any(pattern.match(name) for name in names)
+
+
+def _cmdline(*, mode: str, tags, extra_vars, forks, verbosity, vault_password_file) -> str:
     args: list[str] = []
     if mode == "check":
         args += ["--check", "--diff"]
     if tags:
         args += ["--tags", tags]
-    for ev in extra_vars or []:
-        args += ["-e", ev]
+    for ev in extra_vars or []:  # @FILE absolute: ansible-playbook runs in the artifacts folder
+        args += ["-e", f"@{Path(ev[1:]).expanduser().resolve()}" if ev.startswith("@") else ev]
     if forks:
         args += ["--forks", str(forks)]
     if vault_password_file:
@@ -104,9 +180,7 @@ def run_playbook(playbook: str, inventories: list[str], *, mode: str = "apply", 
 
     from solv_provision.progress import Progress
 
-    book = Path(playbook) if Path(playbook).is_absolute() else paths.playbooks_dir() / playbook
-    if not book.is_file():
-        raise FileNotFoundError(f"no playbook {book}")
+    book = resolve_playbook(playbook)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     private = paths.state_dir() / "runs" / f"{stamp}-{mode}"
     private.mkdir(parents=True, exist_ok=True)
@@ -119,21 +193,23 @@ def run_playbook(playbook: str, inventories: list[str], *, mode: str = "apply", 
             playbook=str(book),
             inventory=[str(Path(i).expanduser().resolve()) for i in inventories],
             limit=limit,
-            cmdline=_cmdline(mode, tags, extra_vars, forks, verbosity, vault_password_file),
+            cmdline=_cmdline(mode=mode, tags=tags, extra_vars=extra_vars, forks=forks, verbosity=verbosity,
+                             vault_password_file=vault_password_file),
             envvars=ansible_env(),
             quiet=verbosity == 0,
-            event_handler=lambda event: _on_event(event, result, progress) or True,
+            event_handler=lambda event: handle_event(event, result, progress) or True,
             settings={"suppress_env_files": True},
         )
     result.rc = runner.rc
-    if runner.status in ("failed", "error") and not result.failures and runner.rc != 0:
+    if runner.rc != 0 and not result.failures:
         result.failures.append(Failure("-", "-", f"ansible-playbook exited with {runner.rc} ({runner.status}); "
                                                   f"see {result.artifacts}"))
     progress.summary()
     return result
 
 
-def _on_event(event: dict[str, Any], result: RunResult, progress) -> None:
+def handle_event(event: dict[str, Any], result: RunResult, progress) -> None:
+    """One ansible-runner event: update the host's counters and tell progress what happened."""
     kind = event.get("event", "")
     data = event.get("event_data") or {}
     host = data.get("host")
@@ -163,13 +239,14 @@ def _on_event(event: dict[str, Any], result: RunResult, progress) -> None:
         result.changes.append(Change(host, task, diff if isinstance(diff, list) else [diff]))
         progress.changed(host, task)
     if outcome in ("failed", "unreachable"):
-        failure = Failure(host, task, _message(res), unreachable=outcome == "unreachable")
+        failure = Failure(host=host, task=task, message=result_message(res), unreachable=outcome == "unreachable")
         result.failures.append(failure)
         progress.failed(failure)
     progress.refresh()
 
 
-def _message(res: dict[str, Any]) -> str:
+def result_message(res: dict[str, Any]) -> str:
+    """A task result's message on one line (at most 400 characters)."""
     if res.get("censored"):
         return res["censored"]
     msg = res.get("msg") or res.get("stderr") or res.get("reason") or ""
@@ -178,23 +255,42 @@ def _message(res: dict[str, Any]) -> str:
     return " ".join(str(msg).split())[:400] or "failed (no message)"
 
 
-def read_secret(inventories: list[str], host: str, name: str, *, vault_password_file=None,
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def check_secret_name(name: str) -> None:
+    """A secret is one file in <root>/secrets/: a plain file name (UsageError otherwise)."""
+    if not _SECRET_NAME.match(name):
+        raise UsageError(f"not a secret name: {name!r} (letters, digits, '_', '.', '-'; e.g. litellm_master_key)")
+
+
+def read_secret(*, inventories: list[str], host: str, name: str, vault_password_file=None,
                 root_dir: str = "/opt/solv") -> str | None:
-    """Slurp <root>/secrets/<name> from host. Artifacts go to a temporary folder that is removed."""
+    """Slurp <root>/secrets/<name> from host; None when the host has no such secret.
+
+    SecretReadError when the host is unreachable or the read fails otherwise. Artifacts go to a temporary
+    folder that is removed.
+    """
     import base64
 
     import ansible_runner
 
-    if "/" in name or name.startswith("."):
-        raise ValueError(f"not a secret name: {name!r}")
-    cmd = ["--vault-password-file", vault_password_file] if vault_password_file else []
+    check_secret_name(name)
+    cmd = []
+    if vault_password_file:
+        cmd = ["--vault-password-file", str(Path(vault_password_file).expanduser().resolve())]
     with tempfile.TemporaryDirectory(prefix="solv-secret-") as private:
         found: dict[str, str] = {}
 
         def handler(event):
+            kind = event.get("event")
             res = (event.get("event_data") or {}).get("res") or {}
-            if event.get("event") == "runner_on_ok" and "content" in res:
+            if kind == "runner_on_ok" and "content" in res:
                 found["value"] = base64.b64decode(res["content"]).decode("utf-8").strip()
+            elif kind == "runner_on_unreachable":
+                found["error"] = f"UNREACHABLE: {result_message(res)}"
+            elif kind == "runner_on_failed" and "not found" not in result_message(res):  # a missing file is None
+                found["error"] = result_message(res)
             return False  # keep nothing on disk
 
         ansible_runner.run(
@@ -208,4 +304,6 @@ def read_secret(inventories: list[str], host: str, name: str, *, vault_password_
             quiet=True,
             event_handler=handler,
         )
-        return found.get("value")
+    if "error" in found:
+        raise SecretReadError(f"host {host}: {found['error']}")
+    return found.get("value")

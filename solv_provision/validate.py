@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from solv_provision import routing, specs
+from solv_provision import addresses, routing, rules, specs
 from solv_provision.inventory import Inventory, Unresolved, has_unresolved, is_solv_var
 
 
@@ -44,17 +44,21 @@ def _relative(path: Path) -> str:
 
 def validate(inv: Inventory) -> list[Problem]:
     """All problems found, in a stable order (inventory-wide first, then per host)."""
-    problems: list[Problem] = []
-    for rule in (_groups, _spec_types, _unknown_variables, _vllm_instances, _host_ports, _replicas, _gateway_models):
-        problems.extend(rule(inv))
+    type_problems = list(_spec_types(inv))
+    mistyped = {(p.host, _top_key(p.key)) for p in type_problems if p.key}
+    problems = [*_groups(inv), *type_problems, *_unknown_variables(inv), *_role_rules(inv, mistyped),
+                *_host_ports(inv), *_replicas(inv)]
     return [_with_file(inv, p) for p in problems]
+
+
+def _top_key(key: str) -> str:
+    return re.split(r"[\[.]", key, maxsplit=1)[0]
 
 
 def _with_file(inv: Inventory, p: Problem) -> Problem:
     if p.file or not p.host or not p.key:
         return p
-    top_key = re.split(r"[\[.]", p.key, maxsplit=1)[0]
-    return Problem(p.message, p.host, p.key, inv.provenance(p.host, top_key))
+    return Problem(p.message, p.host, p.key, inv.provenance(p.host, _top_key(p.key)))
 
 
 def _value(inv: Inventory, host: str, key: str) -> Any:
@@ -149,6 +153,19 @@ def _tidy(msg: str) -> str:
 # --- typos -------------------------------------------------------------------------------------------------
 
 
+# Names the roles used before they took one shape: an inventory that still sets one is pointed to the new name.
+RENAMED = {
+    "vllm_env": "vllm_extra_env",
+    "vllm_docker_args": "vllm_extra_docker_args",
+    "litellm_env": "litellm_extra_env",
+    "litellm_docker_args": "litellm_extra_docker_args",
+    "searxng_ready_timeout": "searxng_start_timeout",
+    "openwebui_ready_timeout": "openwebui_start_timeout",
+    # Open WebUI now reads LiteLLM's master key where the litellm role keeps it (solv_provision.secrets).
+    "openwebui_litellm_host": "openwebui_openai_api_key",
+}
+
+
 def _unknown_variables(inv: Inventory) -> Iterator[Problem]:
     known = list(specs.all_options())
     reported: set[tuple[Path | None, str]] = set()
@@ -160,7 +177,7 @@ def _unknown_variables(inv: Inventory) -> Iterator[Problem]:
             if (where, key) in reported and where is not None:
                 continue  # one report per file that sets it, not one per host reading a group file
             reported.add((where, key))
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            close = [RENAMED[key]] if key in RENAMED else difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = f"; did you mean '{close[0]}'?" if close else "; see the inventory reference in README.md"
             yield Problem(f"unknown variable{hint}", host, key, where)
 
@@ -184,60 +201,23 @@ def _models(inv: Inventory, host: str) -> list[dict[str, Any]]:
         return []
 
 
-def _vllm_instances(inv: Inventory) -> Iterator[Problem]:
+def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterator[Problem]:
+    """Each service role's own rules (solv_provision.rules), with the values the role will see.
+
+    A value of the wrong type (reported by the spec check) counts as the default here, so one mistake
+    gives one message."""
+    served = {i.served_model_name for h in inv.in_group("inference") for i in _instances_of(inv, h)}
+    malformed = any(inv.hosts[h].get("vllm_models") and not _models(inv, h) for h in inv.in_group("inference"))
     for host in inv.hosts:
-        gpu_mode = _value(inv, host, "vllm_gpu_mode") or "auto"
-        for label, message in vllm_host_problems(_models(inv, host), gpu_mode):
-            yield Problem(message, host, label)
-
-
-def vllm_host_problems(models: list[dict[str, Any]], gpu_mode: str = "auto") -> list[tuple[str, str]]:
-    """(label, message) for what is wrong with one host's vllm_models (defaults applied, types checked).
-
-    The one implementation of the per-host instance rules: the CLI validator calls it for every host, and
-    the vllm role's preflight calls it through the `vllm_host_problems` filter (plain ansible-playbook).
-    """
-    problems: list[tuple[str, str]] = []
-    names: dict[str, int] = {}
-    gpu_users: dict[int, list[dict[str, Any]]] = {}
-    for i, m in enumerate(models):
-        label = f"vllm_models[{i}] ({m['name']})"
-        if m["name"] in names:
-            problems.append((label, f"instance name '{m['name']}' is already used by vllm_models[{names[m['name']]}]; "
-                                    "names must be unique on a host (they name the systemd unit)"))
-        names.setdefault(m["name"], i)
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(m["name"])):
-            problems.append((label, "name may hold only letters, digits, '.', '_' and '-' (it names a systemd unit)"))
-        if not 1 <= int(m["port"]) <= 65535:
-            problems.append((label, f"port {m['port']} is not in 1-65535"))
-        util = m.get("gpu_memory_utilization")
-        if util is not None and not 0 < float(util) <= 1:
-            problems.append((label, f"gpu_memory_utilization {util} must be in (0, 1]"))
-        gpus = m["gpus"]
-        if any(int(g) < 0 for g in gpus):
-            problems.append((label, f"gpus {gpus}: GPU indices are 0 or more"))
-        if len(set(gpus)) != len(gpus):
-            problems.append((label, f"gpus {gpus} names a GPU twice"))
-        if not gpus and gpu_mode != "none":
-            problems.append((label, "gpus is empty: list the GPU indices this instance uses "
-                                    "(or set vllm_gpu_mode: none on a host without GPUs)"))
-        tp, pp = int(m["tensor_parallel_size"]), int(m["pipeline_parallel_size"])
-        if gpus and tp * pp != len(gpus):
-            problems.append((label, f"tensor_parallel_size {tp} x pipeline_parallel_size {pp} = {tp * pp}, "
-                                    f"but {len(gpus)} GPU(s) are given ({gpus}); they must match"))
-        for g in set(gpus):
-            gpu_users.setdefault(int(g), []).append({"index": i, **m})
-    for gpu, users in sorted(gpu_users.items()):
-        if len(users) < 2:
-            continue
-        utils = [u.get("gpu_memory_utilization") for u in users]
-        if all(u is not None for u in utils) and sum(float(u) for u in utils) < 1:
-            continue
-        owners = ", ".join(f"vllm_models[{u['index']}] ({u['name']})" for u in users)
-        problems.append((f"vllm_models[{users[-1]['index']}] ({users[-1]['name']})",
-                         f"GPU {gpu} is given to {owners}; give each GPU to one instance, or set "
-                         "gpu_memory_utilization on each sharer so that they sum below 1"))
-    return problems
+        own_address = addresses.host_address(inv.hosts[host], host)
+        for role in rules.roles_of(g for g in ("inference", "gateway") if host in inv.in_group(g)):
+            values = {key: specs.default(key) if (host, key) in mistyped else _value(inv, host, key)
+                      for key in specs.role_specs()[role].options}
+            provider_env = inv.hosts[host].get("litellm_provider_env")
+            context = {"own_address": own_address, "models": _models(inv, host), "served_models": served,
+                       "models_malformed": malformed, "provider_env_known": not isinstance(provider_env, Unresolved)}
+            for key, message in rules.role_problems(role, values, context):
+                yield Problem(message, host, key)
 
 
 # --- ports on each host ------------------------------------------------------------------------------------
@@ -282,46 +262,6 @@ def _replicas(inv: Inventory) -> Iterator[Problem]:
                         other.host,
                         f"vllm_models ({other.name})",
                     )
-
-
-# --- what the gateway routes -------------------------------------------------------------------------------
-
-
-def _gateway_models(inv: Inventory) -> Iterator[Problem]:
-    local = {i.served_model_name for h in inv.in_group("inference") for i in _instances_of(inv, h)}
-    for host in inv.in_group("gateway"):
-        externals = _value(inv, host, "litellm_external_models") or []
-        if not isinstance(externals, list):
-            continue
-        provider_env = inv.hosts[host].get("litellm_provider_env")
-        provider_env = None if isinstance(provider_env, Unresolved) else (provider_env or {})
-        names = set(local)
-        for i, ext in enumerate(externals):
-            if not isinstance(ext, dict) or not isinstance(ext.get("litellm_params"), dict):
-                continue
-            names.add(ext.get("model_name"))
-            for pkey, pval in ext["litellm_params"].items():
-                if pkey in ("api_key", "aws_secret_access_key", "vertex_credentials") and isinstance(pval, str):
-                    if not pval.startswith("os.environ/"):
-                        yield Problem(f"litellm_params.{pkey} is written in plain text into config.yaml; give "
-                                      "'os.environ/NAME' and put the value (from vault) in litellm_provider_env",
-                                      host, f"litellm_external_models[{i}] ({ext.get('model_name')})")
-                    elif provider_env is not None and pval.split("/", 1)[1] not in provider_env:
-                        yield Problem(f"litellm_params.{pkey} reads {pval} but litellm_provider_env has no "
-                                      f"{pval.split('/', 1)[1]}", host,
-                                      f"litellm_external_models[{i}] ({ext.get('model_name')})")
-        malformed = any(inv.hosts[h].get("vllm_models") and not _models(inv, h) for h in inv.in_group("inference"))
-        if not names and not malformed:
-            yield Problem("LiteLLM would serve no model: no vllm_models on any 'inference' host and no "
-                          "litellm_external_models", host, "litellm_external_models")
-        fallbacks = _value(inv, host, "litellm_fallbacks") or {}
-        if isinstance(fallbacks, dict):
-            for model, targets in sorted(fallbacks.items()):
-                for name in [model, *(targets if isinstance(targets, list) else [])]:
-                    if name not in names:
-                        allowed = ", ".join(sorted(n for n in names if n)) or "none"
-                        yield Problem(f"'{name}' is not a model LiteLLM serves (known: {allowed})",
-                                      host, f"litellm_fallbacks.{model}")
 
 
 def _instances_of(inv: Inventory, host: str) -> list[routing.VllmInstance]:

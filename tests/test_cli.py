@@ -5,10 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import pytest
 import yaml
 
-from conftest import INVENTORIES
+from conftest import INVENTORIES, REPO
 
 
 def test_help_does_not_load_ansible():
@@ -49,14 +51,49 @@ def test_inventory_init_scaffolds_a_valid_inventory(cli, tmp_path):
     assert again.exit_code == 2 and "--force" in again.output
 
 
+def test_validate_lists_every_host_of_a_small_inventory(cli):
+    result = cli("validate", "-i", REPO / "inventories" / "example")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "inventory ok: 3 host(s), inference: gpu-a, gpu-b, gateway: gw-1"
+
+
+def _generated_inventory(tmp_path, inference: int):
+    """A valid inventory with INFERENCE GPU hosts (one small model each) and two gateways."""
+    inv = tmp_path / "big"
+    (inv / "group_vars").mkdir(parents=True)
+    gpus = {f"gpu-{i:03d}": {"ansible_host": f"10.1.{i // 250}.{i % 250 + 1}"} for i in range(1, inference + 1)}
+    gateways = {f"gw-{i}": {"ansible_host": f"10.0.0.{i}"} for i in (1, 2)}
+    (inv / "hosts.yml").write_text(yaml.safe_dump(
+        {"all": {"children": {"inference": {"hosts": gpus}, "gateway": {"hosts": gateways}}}}))
+    (inv / "group_vars" / "inference.yml").write_text(yaml.safe_dump(
+        {"vllm_models": [{"name": "qwen-7b", "model": "Qwen/Qwen2.5-7B-Instruct", "gpus": [0], "port": 8001}]}))
+    return inv
+
+
+def test_validate_summarises_a_large_inventory(cli, tmp_path):
+    result = cli("validate", "-i", _generated_inventory(tmp_path, inference=60))
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == ("inventory ok: 62 host(s); inference: 60 (gpu-001, gpu-002, gpu-003, gpu-004, "
+                                     "gpu-005, … and 55 more); gateway: 2 (gw-1, gw-2)")
+
+
+def test_inventory_summary_stays_one_short_line_at_1000_hosts():
+    from solv_provision.cli import inventory_summary
+
+    gpus = [f"gpu-{i:04d}" for i in range(1, 999)]
+    line = inventory_summary(1000, {"inference": gpus, "gateway": ["gw-1", "gw-2"]})
+    assert line == ("inventory ok: 1000 host(s); inference: 998 (gpu-0001, gpu-0002, gpu-0003, gpu-0004, gpu-0005, "
+                    "… and 993 more); gateway: 2 (gw-1, gw-2)")
+
+
 def _local_inventory(tmp_path):
     """A valid SOLV inventory whose hosts are reached with the local connection (no SSH)."""
     inv = tmp_path / "inv"
     (inv / "host_vars").mkdir(parents=True, exist_ok=True)
     hosts = yaml.safe_load((INVENTORIES / "good" / "hosts.yml").read_text())
     for group in hosts["all"]["children"].values():
-        for name in group["hosts"]:
-            group["hosts"][name] = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+        for name in group["hosts"]:  # ansible_host (the hosts' address in the configs) stays; local ignores it
+            group["hosts"][name].update(ansible_connection="local", ansible_python_interpreter=sys.executable)
     (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
     (inv / "host_vars" / "gpu-1.yml").write_text((INVENTORIES / "good" / "host_vars" / "gpu-1.yml").read_text())
     return inv
@@ -127,12 +164,7 @@ def test_failed_host_gives_exit_1_and_names_host_and_task(cli, tmp_path):
 
 
 def test_unreachable_host_gives_exit_1(cli, tmp_path):
-    inv = _local_inventory(tmp_path)
-    hosts = yaml.safe_load((inv / "hosts.yml").read_text())
-    hosts["all"]["children"]["gateway"]["hosts"]["gw-1"] = {
-        "ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_connection": "ssh",
-        "ansible_ssh_common_args": "-o ConnectTimeout=3"}
-    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    inv = _unreachable_gw1(tmp_path)
     book = _playbook(tmp_path, """
         - hosts: all
           gather_facts: false
@@ -143,3 +175,50 @@ def test_unreachable_host_gives_exit_1(cli, tmp_path):
     result = cli("apply", "-i", inv, "--playbook", book)
     assert result.exit_code == 1, result.output
     assert "UNREACHABLE gw-1" in result.output
+    assert "UNREACHABLE: gw-1 at task 'Ping'" in result.output
+
+
+def _unreachable_gw1(tmp_path):
+    """The local inventory with gw-1 behind a closed SSH port."""
+    inv = _local_inventory(tmp_path)
+    hosts = yaml.safe_load((inv / "hosts.yml").read_text())
+    hosts["all"]["children"]["gateway"]["hosts"]["gw-1"] = {
+        "ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_connection": "ssh",
+        "ansible_ssh_common_args": "-o ConnectTimeout=3"}
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    return inv
+
+
+@pytest.mark.parametrize(("kind", "word"), [("runner_on_unreachable", "UNREACHABLE"), ("runner_on_failed", "FAILED")])
+def test_reason_line_says_unreachable_or_failed(capsys, kind, word):
+    """The one-line reason names the first failing host, and says UNREACHABLE when it could not be reached."""
+    from solv_provision.progress import Progress
+    from solv_provision.runner import RunResult, handle_event
+
+    result = RunResult(mode="apply", rc=4, artifacts=Path("artifacts"))
+    progress = Progress(result)
+    message = "Failed to connect to the host via ssh: [Errno 111] Connection refused [/tmp]"
+    events = [
+        {"event": "playbook_on_task_start", "event_data": {"task": "Ping"}},
+        {"event": "runner_on_start", "event_data": {"host": "gw-1", "task": "Ping"}},
+        {"event": "runner_on_ok", "event_data": {"host": "gpu-1", "task": "Ping", "res": {}}},
+        {"event": kind, "event_data": {"host": "gw-1", "task": "Ping", "res": {"msg": message}}},
+    ]
+    with progress:
+        for event in events:
+            handle_event(event, result, progress)
+    progress.summary()
+    reason = capsys.readouterr().err.strip().splitlines()[-1]
+    assert result.exit_code == 1
+    # Brackets in a message are text, not markup.
+    assert reason == f"{word}: gw-1 at task 'Ping': {message}"
+
+
+def test_secrets_show_names_an_unreachable_host_and_a_missing_secret(cli, tmp_path):
+    inv = _unreachable_gw1(tmp_path)
+    result = cli("secrets", "show", "litellm_master_key", "-i", inv, "--host", "gw-1")
+    assert result.exit_code == 1, result.output
+    assert "host gw-1: UNREACHABLE" in result.output
+    missing = cli("secrets", "show", "no_such_secret", "-i", inv, "--host", "gpu-1")  # local: nothing stored
+    assert missing.exit_code == 1, missing.output
+    assert "host gpu-1: no secret named no_such_secret" in missing.output

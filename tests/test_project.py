@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -24,12 +25,47 @@ def test_every_default_is_declared_in_the_argument_spec(role):
     assert public <= declared, f"undeclared in {role.name}/meta/argument_specs.yml: {sorted(public - declared)}"
 
 
+# Each role's own prefix; solv_common's site-wide settings and call parameters carry the project's.
+PREFIX = {"solv_common": "solv_"}
+
+
 @pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])
 def test_role_variables_carry_the_role_prefix(role):
-    from solv_provision.inventory import SOLV_PREFIXES
+    """Public names <role>_*, internal ones __<role>_*: a variable tells which role owns it."""
+    prefix = PREFIX.get(role.name, f"{role.name}_")
+    public = set(specs.role_specs()[role.name].options)
+    internal = set(yaml.safe_load((role / "vars" / "main.yml").read_text()) or {}) if (role / "vars" / "main.yml").exists() else set()
+    assert not {n for n in public if not n.startswith(prefix)}, f"{role.name}: public names without {prefix}"
+    assert not {n for n in internal if not n.startswith(f"__{prefix}")}, f"{role.name}: internal names without __{prefix}"
 
-    for name in specs.role_specs()[role.name].options:
-        assert name.startswith(SOLV_PREFIXES), f"{role.name}: {name} has no SOLV prefix"
+
+SERVICE_ROLES = ["vllm", "litellm", "searxng", "openwebui"]
+
+
+@pytest.mark.parametrize("role", SERVICE_ROLES)
+def test_service_roles_have_one_shape(role):
+    """Same task files and the same public names for the same ideas in every service role."""
+    tasks = sorted(p.name for p in (REPO / "roles" / role / "tasks").glob("*.yml"))
+    assert tasks == ["configure.yml", "main.yml", "preflight.yml", "run.yml", "secrets.yml"]
+    options = set(specs.role_specs()[role].options)
+    for idea in ("image", "image_tag", "image_archive", "extra_env", "extra_docker_args", "start_timeout",
+                 "stop_timeout", "bind_address", "memory_limit", "cpu_limit"):
+        assert f"{role}_{idea}" in options, f"{role} lacks {role}_{idea}"
+
+
+def test_private_names_stay_in_their_role():
+    """No `__solv_*` (solv_common's private namespace) is read outside solv_common, no role reads another
+    role's `__<prefix>_*`, and no per-line lint exception hides a rule."""
+    prefixes = {r.name: PREFIX.get(r.name, f"{r.name}_") for r in ROLES}
+    files = [p for d in ("roles", "playbooks", "molecule", "inventories", "lab") for p in (REPO / d).rglob("*")
+             if p.suffix in (".yml", ".j2") and p.is_file()]
+    for path in files:
+        text = path.read_text()
+        assert "# noqa" not in text, f"{path.relative_to(REPO)}: per-line noqa (switch a rule off in .ansible-lint)"
+        owner = path.relative_to(REPO).parts[1] if path.relative_to(REPO).parts[0] == "roles" else None
+        for role, prefix in prefixes.items():
+            if role != owner:
+                assert not re.search(rf"__{prefix}\w", text), f"{path.relative_to(REPO)} reads __{prefix}* of role {role}"
 
 
 def test_readme_inventory_reference_matches_argument_specs():

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
 import yaml
 
 from conftest import REPO
 
 EXAMPLE = REPO / "inventories" / "example"
+LITELLM_CONFIG = "gw-1/opt/solv/litellm/config.yaml"
+
+
+def _render(*args):
+    """`solv-provision render ARGS` in-process (module-scoped fixtures cannot use the `cli` fixture)."""
+    from click.testing import CliRunner
+
+    from solv_provision.cli import main
+
+    return CliRunner().invoke(main, ["render", *map(str, args)], catch_exceptions=False)
 
 
 def _files(output: str) -> dict[str, str]:
@@ -20,13 +34,25 @@ def _files(output: str) -> dict[str, str]:
     return files
 
 
-def test_render_litellm_config_for_the_example(cli):
-    result = cli("render", "litellm", "-i", EXAMPLE)
+# Each render runs Ansible (seconds): one per fixture, shared by the tests of this module.
+@pytest.fixture(scope="module")
+def litellm_files():
+    result = _render("litellm", "-i", EXAMPLE)
     assert result.exit_code == 0, result.output
-    files = _files(result.output)
-    config_name = next(n for n in files if n.endswith("/litellm/config.yaml"))
-    assert config_name.startswith("gw-1/opt/solv/")
-    config = yaml.safe_load(files[config_name])
+    return _files(result.output)
+
+
+@pytest.fixture(scope="module")
+def vllm_files():
+    result = _render("vllm", "-i", EXAMPLE, "--host", "gpu-a")
+    assert result.exit_code == 0, result.output
+    return _files(result.output)
+
+
+def test_render_litellm_config_for_the_example(litellm_files):
+    config_name = next(n for n in litellm_files if n.endswith("/litellm/config.yaml"))
+    assert config_name == LITELLM_CONFIG
+    config = yaml.safe_load(litellm_files[config_name])
     entries = [(m["model_name"], m["litellm_params"].get("api_base")) for m in config["model_list"]]
     # One entry per (host, instance) with its host's address and port; the replica under one name.
     assert ("llama-8b", "http://10.20.0.11:8002/v1") in entries
@@ -49,10 +75,8 @@ def test_render_never_shows_a_secret(cli, tmp_path):
     assert "<secret:" in texts
 
 
-def test_render_vllm_units_per_instance(cli):
-    result = cli("render", "vllm", "-i", EXAMPLE, "--host", "gpu-a")
-    assert result.exit_code == 0, result.output
-    files = _files(result.output)
+def test_render_vllm_units_per_instance(vllm_files):
+    files = vllm_files
     units = sorted(n for n in files if n.endswith(".service"))
     assert units == ["gpu-a/etc/systemd/system/solv-vllm-bge-m3.service",
                      "gpu-a/etc/systemd/system/solv-vllm-llama-8b.service",
@@ -69,3 +93,37 @@ def test_render_host_that_does_not_run_the_service_is_a_usage_error(cli):
     result = cli("render", "litellm", "-i", EXAMPLE, "--host", "gpu-a")
     assert result.exit_code == 2
     assert "gpu-a runs none of litellm" in result.output
+
+
+def test_render_file_prints_only_that_file_ready_to_pipe(litellm_files):
+    """`render litellm --host H --file config.yaml | yaml.safe_load`: stdout is the file, nothing else."""
+    run = subprocess.run(
+        [sys.executable, "-m", "solv_provision.cli", "render", "litellm", "-i", str(EXAMPLE),
+         "--host", "gw-1", "--file", "config.yaml"],
+        capture_output=True, text=True, cwd=REPO, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.rstrip("\n") == litellm_files[LITELLM_CONFIG].rstrip("\n")
+    assert run.stdout.endswith("\n") and "# --- " not in run.stdout
+    assert yaml.safe_load(run.stdout)["model_list"]
+
+
+def test_render_file_needs_no_host_when_one_host_runs_the_service(cli, litellm_files):
+    result = cli("render", "litellm", "-i", EXAMPLE, "--file", "env")  # env files are KEY=value, not YAML
+    assert result.exit_code == 0, result.output
+    assert result.stdout.rstrip("\n") == litellm_files["gw-1/opt/solv/litellm/env"].rstrip("\n")
+    assert "LITELLM_MASTER_KEY=<secret:litellm_master_key>" in result.stdout
+
+
+def test_render_file_matches_a_base_name_or_a_path_suffix(vllm_files):
+    from solv_provision.render import RenderError, select_file
+
+    assert select_file(vllm_files, "qwen-coder-32b/env")[0] == "gpu-a/opt/solv/vllm/qwen-coder-32b/env"
+    assert select_file(vllm_files, "solv-vllm-llama-8b.service")[0] == \
+        "gpu-a/etc/systemd/system/solv-vllm-llama-8b.service"
+    with pytest.raises(RenderError, match="env matches 3 files: bge-m3/env, llama-8b/env, qwen-coder-32b/env") as exc:
+        select_file(vllm_files, "env")
+    assert exc.value.usage
+    with pytest.raises(RenderError, match=r"no rendered file is named m3/env; files: bge-m3/env, llama-8b/env, .*"
+                                          r"solv-vllm-bge-m3\.service") as exc:
+        select_file(vllm_files, "m3/env")  # whole path components only
+    assert exc.value.usage

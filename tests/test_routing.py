@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from solv_provision import routing
+from solv_provision import addresses, routing
 
 HOSTS = {
     "gpu-b": {"ansible_host": "10.0.0.12", "vllm_models": [
@@ -65,9 +65,9 @@ def test_order_is_deterministic_whatever_the_inventory_order():
 
 
 def test_address_prefers_internal_address_then_ansible_host_then_name():
-    assert routing.host_address({"solv_internal_address": "192.168.5.1", "ansible_host": "x"}, "h") == "192.168.5.1"
-    assert routing.host_address({"ansible_host": "10.1.1.1"}, "h") == "10.1.1.1"
-    assert routing.host_address({}, "h.example.com") == "h.example.com"
+    assert addresses.host_address({"solv_internal_address": "192.168.5.1", "ansible_host": "x"}, "h") == "192.168.5.1"
+    assert addresses.host_address({"ansible_host": "10.1.1.1"}, "h") == "10.1.1.1"
+    assert addresses.host_address({}, "h.example.com") == "h.example.com"
 
 
 def test_model_defaults():

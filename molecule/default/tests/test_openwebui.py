@@ -123,7 +123,7 @@ def test_web_search_through_searxng(host, base, env):
 
 def test_back_by_systemd_after_kill(host, base, env):
     # RestartSec (5 s) plus a start: 40-115 s measured on 2 shared cores (Python imports dominate), well inside
-    # the unit's TimeoutStartSec (openwebui_ready_timeout, 300 s).
+    # the unit's TimeoutStartSec (openwebui_start_timeout, 300 s).
     bound_s = 240
     before = host.check_output("docker inspect --format '{{.State.StartedAt}}' %s", NAME)
     host.check_output("docker kill %s", NAME)

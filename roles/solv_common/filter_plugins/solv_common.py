@@ -58,8 +58,8 @@ def solv_spec_sha(spec):
 def solv_container_run_args(spec):
     """The `docker run` arguments (after `run`) of one container, from its wanted-state dict.
 
-    Keys: name, image, env_file, network, ports, volumes, docker_args, command, entrypoint,
-    log_driver, log_opts, labels (dict). Order is fixed so that equal specs give equal units.
+    Keys: name, image, env_file, network, ports, volumes, memory_limit, cpu_limit, docker_args, command,
+    entrypoint, log_driver, log_opts, labels (dict). Order is fixed so that equal specs give equal units.
     """
     args = ["--rm", "--name", spec["name"]]
     for key, value in sorted((spec.get("labels") or {}).items()):
@@ -76,6 +76,10 @@ def solv_container_run_args(spec):
         args += ["--publish", str(port)]
     for volume in spec.get("volumes") or []:
         args += ["--volume", str(volume)]
+    if spec.get("memory_limit"):
+        args += ["--memory", str(spec["memory_limit"])]
+    if spec.get("cpu_limit"):
+        args += ["--cpus", str(spec["cpu_limit"])]
     if spec.get("entrypoint"):
         args += ["--entrypoint", spec["entrypoint"]]
     args += [str(a) for a in spec.get("docker_args") or []]
@@ -147,7 +151,8 @@ def solv_container_spec(params):
     """Everything the mechanism derives from one container's parameters, computed on the controller.
 
     params: name, description, image, command, entrypoint, env, dir, files, dirs, volumes, ports,
-    network, docker_args, start_timeout, stop_timeout, root_dir, systemd_dir, log_driver, log_opts.
+    network, memory_limit, cpu_limit, docker_args, start_timeout, stop_timeout, root_dir, systemd_dir,
+    log_driver, log_opts (the caller passes both timeouts: each service role has its own).
     Returns: name, description, image, dir, unit_path, env_path, sha (the wanted-state hash, also the
     container's `solv.spec` label), run_args, files (env file, config files, unit not included),
     dirs, start_timeout, stop_timeout.
@@ -193,6 +198,8 @@ def solv_container_spec(params):
         "docker_args": list(params.get("docker_args") or []),
         "command": list(params.get("command") or []),
         "entrypoint": params.get("entrypoint") or "",
+        "memory_limit": str(params.get("memory_limit") or ""),
+        "cpu_limit": str(params.get("cpu_limit") or ""),
         "log_driver": params.get("log_driver") or "",
         "log_opts": dict(params.get("log_opts") or {}),
     }
@@ -210,8 +217,8 @@ def solv_container_spec(params):
         "run_lines": solv_arg_lines(solv_container_run_args(run)),
         "files": files,
         "dirs": dirs,
-        "start_timeout": int(params.get("start_timeout") or 300),
-        "stop_timeout": int(params.get("stop_timeout") or 30),
+        "start_timeout": int(params["start_timeout"]),
+        "stop_timeout": int(params["stop_timeout"]),
     }
 
 

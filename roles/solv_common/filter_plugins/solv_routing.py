@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 try:
-    from solv_provision import routing
+    from solv_provision import addresses, routing
 except ImportError:  # plain ansible-playbook from a checkout, package not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-    from solv_provision import routing
+    from solv_provision import addresses, routing
 
 
 def _hosts(hostvars, names):
@@ -23,7 +23,7 @@ def solv_litellm_routing(hostvars, inference_hosts, external_models=(), fallback
 
 def solv_host_address(name, hostvars):
     """{{ inventory_hostname | solv_host_address(hostvars) }}"""
-    return routing.host_address(hostvars[name], name)
+    return addresses.host_address(hostvars[name], name)
 
 
 def solv_vllm_models(models):

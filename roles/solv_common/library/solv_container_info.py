@@ -34,10 +34,6 @@ options:
     description: Docker CLI.
     type: path
     default: /usr/bin/docker
-  list:
-    description: A glob (e.g. C(/etc/systemd/system/solv-vllm-*.service)) whose matches are returned as I(listed).
-    type: str
-    default: ""
 author: SOLV platform team
 """
 
@@ -57,12 +53,8 @@ unit:
 network_exists:
   description: Whether I(network) exists (true when I(network) is empty).
   type: bool
-listed:
-  description: Paths matching I(list), sorted.
-  type: list
 """
 
-import glob
 import grp
 import json
 import os
@@ -132,13 +124,11 @@ def main():
             paths=dict(type="list", elements="path", default=[]),
             network=dict(type="str", default=""),
             docker=dict(type="path", default="/usr/bin/docker"),
-            list=dict(type="str", default=""),
         ),
         supports_check_mode=True,
     )
     p = module.params
     paths = {path: _describe(module, path) for path in p["paths"]}
-    listed = sorted(glob.glob(p["list"])) if p["list"] else []
     if not os.access(p["docker"], os.X_OK):
         if not module.check_mode:
             module.fail_json(msg=f"{p['docker']} not found: is the container engine installed (container_engine role)?")
@@ -151,7 +141,6 @@ def main():
             container={"exists": False, "running": False, "image_id": "", "labels": {}},
             unit=_unit(module, p["name"]),
             network_exists=not p["network"],
-            listed=listed,
         )
 
     image_id = ""
@@ -184,7 +173,6 @@ def main():
         container=container,
         unit=_unit(module, p["name"]),
         network_exists=network_exists,
-        listed=listed,
     )
 
 

@@ -39,6 +39,14 @@ options:
     description: Journal lines of the unit quoted on failure.
     type: int
     default: 30
+  network:
+    description: Docker network whose address of the container replaces C({container_address}) in check URLs.
+    type: str
+    default: ""
+  docker:
+    description: Docker CLI.
+    type: path
+    default: /usr/bin/docker
 author: SOLV platform team
 """
 
@@ -76,9 +84,32 @@ def _journal(module, name, lines):
     return out.strip() if rc == 0 else ""
 
 
-def _check(check):
+_ADDRESS = "{container_address}"
+
+
+def _container_address(module, name, network):
+    """The container's address on `network` (brackets for IPv6), or None while it has none."""
+    fmt = "{{json .NetworkSettings.Networks}}"
+    rc, out, _ = module.run_command([module.params["docker"], "container", "inspect", "--format", fmt, name])
+    if rc != 0:
+        return None
+    try:
+        net = (json.loads(out) or {}).get(network) or {}
+    except ValueError:
+        return None
+    if net.get("IPAddress"):
+        return net["IPAddress"]
+    return f"[{net['GlobalIPv6Address']}]" if net.get("GlobalIPv6Address") else None
+
+
+def _check(check, address=None):
     """One HTTP check -> (ok, status, detail)."""
-    request = urllib.request.Request(check["url"], headers=check.get("headers") or {})
+    url = check["url"]
+    if _ADDRESS in url:
+        if not address:
+            return False, -1, "the container has no address on its network yet"
+        url = url.replace(_ADDRESS, address)
+    request = urllib.request.Request(url, headers=check.get("headers") or {})
     accepted = check.get("status") or [200]
     try:
         with _NO_PROXY.open(request, timeout=5) as response:
@@ -120,6 +151,8 @@ def main():
             delay=dict(type="float", default=2),
             max_restarts=dict(type="int", default=3),
             journal_lines=dict(type="int", default=30),
+            network=dict(type="str", default=""),
+            docker=dict(type="path", default="/usr/bin/docker"),
         ),
         supports_check_mode=True,
     )
@@ -141,8 +174,10 @@ def main():
             )
         results = []
         ready = True
+        needs_address = any(_ADDRESS in c["url"] for c in p["checks"])
+        address = _container_address(module, name, p["network"]) if needs_address else None
         for check in p["checks"]:
-            ok, status, detail = _check(check)
+            ok, status, detail = _check(check, address)
             results.append({"url": check["url"], "status": status, "ok": ok, "detail": detail})
             if not ok:
                 ready = False

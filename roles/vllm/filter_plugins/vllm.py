@@ -1,18 +1,9 @@
-"""vLLM role filters: an instance's command line and GPU options, host-local sanity checks.
+"""vLLM role filters: an instance's command line and GPU options.
 
 Input entries are already normalized by solv_vllm_models (served_model_name, parallel sizes).
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-try:
-    from solv_provision import validate
-except ImportError:  # plain ansible-playbook from a checkout, package not installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-    from solv_provision import validate
 
 
 def vllm_command_args(instance):
@@ -49,18 +40,9 @@ def vllm_gpu_args(instance, mode):
     return []
 
 
-def vllm_host_problems(instances, mode="none"):
-    """What is wrong with one host's (normalized) vllm_models, as sentences; empty when fine.
-
-    The rules live in solv_provision.validate (the CLI's validator runs the same function).
-    """
-    return [f"{label}: {message}" for label, message in validate.vllm_host_problems(list(instances or []), mode)]
-
-
 class FilterModule:
     def filters(self):
         return {
             "vllm_command_args": vllm_command_args,
             "vllm_gpu_args": vllm_gpu_args,
-            "vllm_host_problems": vllm_host_problems,
         }

@@ -1,0 +1,58 @@
+"""Ansible filters over the project's Python rules: role settings, addresses, shared secrets.
+
+Each filter calls the one implementation in solv_provision (the CLI validator calls the same functions),
+so a role's preflight refuses exactly what `solv-provision validate` refuses.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+try:
+    from solv_provision import addresses, rules, secrets, specs
+except ImportError:  # plain ansible-playbook from a checkout, package not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+    from solv_provision import addresses, rules, secrets, specs
+
+
+def solv_role_variables(role):
+    """{{ 'vllm' | solv_role_variables }}: the role's inventory variables (argument spec, entry point main)."""
+    return sorted(specs.role_specs()[role].options)
+
+
+def solv_role_problems(role, values, context=None):
+    """{{ 'vllm' | solv_role_problems(query('vars', *names, default=None), {...}) }} -> ['key: message', ...].
+
+    values: the role's variables in the order of solv_role_variables (a list), or a dict.
+    """
+    if not isinstance(values, dict):
+        values = dict(zip(solv_role_variables(role), values))
+    return [f"{key}: {message}" for key, message in rules.role_problems(role, values, context)]
+
+
+def solv_listen(bind_address, own_address):
+    """{{ vllm_bind_address | solv_listen(inventory_hostname | solv_host_address(hostvars)) }}
+    -> {address, publish, probe}."""
+    return addresses.listen(bind_address, own_address)
+
+
+def solv_secret_plan(wanted, host, hostvars, groups, root_dir, render=False):
+    """What solv_common's secrets.yml reads where (see solv_provision.secrets.secret_plan)."""
+    return secrets.secret_plan(wanted, host=host, hostvars=hostvars, groups=groups, root_dir=root_dir,
+                               render=bool(render))
+
+
+def solv_secrets_collect(plan, read_results):
+    return secrets.collect(plan, read_results or [])
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "solv_role_variables": solv_role_variables,
+            "solv_role_problems": solv_role_problems,
+            "solv_listen": solv_listen,
+            "solv_secret_plan": solv_secret_plan,
+            "solv_secrets_collect": solv_secrets_collect,
+        }

@@ -1,0 +1,286 @@
+"""The rules a service role's settings must follow, beyond what the argument specs' types can say.
+
+One implementation: the CLI validator calls `role_problems` for every host before any host is contacted,
+and each service role's preflight calls the same function through solv_common's `solv_role_problems`
+filter (so plain `ansible-playbook` refuses exactly what `solv-provision validate` refuses).
+
+Every rule takes the role's variables as the role sees them (inventory over defaults) and a small context
+of facts only the caller knows (the host's own address, the models the gateway serves), and returns
+(key, message) pairs. A rule never echoes a secret's value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from solv_provision import addresses
+
+Problems = list[tuple[str, str]]
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_UNIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_MEMORY = re.compile(r"[0-9]+[bkmgBKMG]?")
+# Provider credentials LiteLLM takes in litellm_params: never in plain text in config.yaml.
+SECRET_PARAMS = ("api_key", "aws_access_key_id", "aws_secret_access_key", "vertex_credentials", "azure_ad_token")
+
+
+def role_problems(role: str, values: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> Problems:
+    """(key, message) for everything wrong with one host's settings of `role` (empty when fine)."""
+    rule = ROLE_RULES.get(role)
+    return rule(values, dict(context or {})) if rule else []
+
+
+# --- shared by every service role --------------------------------------------------------------------------
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _container_problems(prefix: str, v: Mapping[str, Any]) -> Problems:
+    """Image, timeouts, resource limits and extra environment: the same names in every service role."""
+    problems: Problems = []
+    for key in (f"{prefix}_image", f"{prefix}_image_tag"):
+        if not str(v.get(key) or "").strip():
+            problems.append((key, "must not be empty"))
+    for key in (f"{prefix}_start_timeout", f"{prefix}_stop_timeout"):
+        seconds = _int(v.get(key))
+        if seconds is None or seconds <= 0:
+            problems.append((key, f"must be a positive number of seconds (got {v.get(key)!r})"))
+    memory = str(v.get(f"{prefix}_memory_limit") or "")
+    if memory and not _MEMORY.fullmatch(memory):
+        problems.append((f"{prefix}_memory_limit", f"{memory!r} is not a Docker memory size (e.g. 8g, 512m)"))
+    cpus = str(v.get(f"{prefix}_cpu_limit") or "")
+    if cpus:
+        try:
+            ok = float(cpus) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            problems.append((f"{prefix}_cpu_limit", f"{cpus!r} is not a positive number of CPUs (e.g. 4 or 1.5)"))
+    problems += _env_problems(f"{prefix}_extra_env", v.get(f"{prefix}_extra_env"))
+    return problems
+
+
+def _env_problems(key: str, env: Any) -> Problems:
+    problems: Problems = []
+    for name, value in (env or {}).items() if isinstance(env, Mapping) else ():
+        if not _ENV_NAME.fullmatch(str(name)):
+            problems.append((f"{key}.{name}", "is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"))
+        elif isinstance(value, (dict, list)) or any(c in str(value) for c in "\r\n"):
+            problems.append((f"{key}.{name}", "must be one line of text (an env file holds nothing else)"))
+    return problems
+
+
+def _port_problems(key: str, value: Any) -> Problems:
+    port = _int(value)
+    return [] if port is not None and 1 <= port <= 65535 else [(key, f"{value!r} is not a port (1-65535)")]
+
+
+def _bind_problems(key: str, value: Any, own_address: str) -> Problems:
+    address = addresses.listen(value or "", own_address)["address"]
+    if addresses.is_ip_address(address):
+        return []
+    origin = "it defaults to the host's solv_internal_address, else ansible_host" if not value else "it is set so"
+    return [(key, f"{address!r} is not an IP address ({origin}); Docker publishes ports on an address of the "
+                  "host: set solv_internal_address of this host (or this key) to one")]
+
+
+# --- vLLM --------------------------------------------------------------------------------------------------
+
+
+def vllm_host_problems(models: list[dict[str, Any]], gpu_mode: str = "auto") -> Problems:
+    """(label, message) for what is wrong with one host's vllm_models (defaults applied, types checked)."""
+    problems: Problems = []
+    names: dict[str, int] = {}
+    gpu_users: dict[int, list[dict[str, Any]]] = {}
+    for i, m in enumerate(models):
+        label = f"vllm_models[{i}] ({m['name']})"
+        if m["name"] in names:
+            problems.append((label, f"instance name '{m['name']}' is already used by vllm_models[{names[m['name']]}]; "
+                                    "names must be unique on a host (they name the systemd unit)"))
+        names.setdefault(m["name"], i)
+        if not _UNIT_NAME.fullmatch(str(m["name"])):
+            problems.append((label, "name may hold only letters, digits, '.', '_' and '-' (it names a systemd unit)"))
+        if not 1 <= int(m["port"]) <= 65535:
+            problems.append((label, f"port {m['port']} is not in 1-65535"))
+        util = m.get("gpu_memory_utilization")
+        if util is not None and not 0 < float(util) <= 1:
+            problems.append((label, f"gpu_memory_utilization {util} must be in (0, 1]"))
+        gpus = m["gpus"]
+        if any(int(g) < 0 for g in gpus):
+            problems.append((label, f"gpus {gpus}: GPU indices are 0 or more"))
+        if len(set(gpus)) != len(gpus):
+            problems.append((label, f"gpus {gpus} names a GPU twice"))
+        if not gpus and gpu_mode != "none":
+            problems.append((label, "gpus is empty: list the GPU indices this instance uses "
+                                    "(or set vllm_gpu_mode: none on a host without GPUs)"))
+        tp, pp = int(m["tensor_parallel_size"]), int(m["pipeline_parallel_size"])
+        if gpus and tp * pp != len(gpus):
+            problems.append((label, f"tensor_parallel_size {tp} x pipeline_parallel_size {pp} = {tp * pp}, "
+                                    f"but {len(gpus)} GPU(s) are given ({gpus}); they must match"))
+        for g in set(gpus):
+            gpu_users.setdefault(int(g), []).append({"index": i, **m})
+    for gpu, users in sorted(gpu_users.items()):
+        if len(users) < 2:
+            continue
+        utils = [u.get("gpu_memory_utilization") for u in users]
+        if all(u is not None for u in utils) and sum(float(u) for u in utils) < 1:
+            continue
+        owners = ", ".join(f"vllm_models[{u['index']}] ({u['name']})" for u in users)
+        problems.append((f"vllm_models[{users[-1]['index']}] ({users[-1]['name']})",
+                         f"GPU {gpu} is given to {owners}; give each GPU to one instance, or set "
+                         "gpu_memory_utilization on each sharer so that they sum below 1"))
+    return problems
+
+
+def vllm_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
+    """context: own_address; models (vllm_models normalized, [] when malformed); gpu_mode."""
+    models = ctx.get("models") or []
+    problems = vllm_host_problems(models, ctx.get("gpu_mode") or str(v.get("vllm_gpu_mode") or "auto"))
+    if models:
+        problems += _bind_problems("vllm_bind_address", v.get("vllm_bind_address"), ctx.get("own_address", ""))
+    return problems + _container_problems("vllm", v)
+
+
+# --- LiteLLM -----------------------------------------------------------------------------------------------
+
+
+def litellm_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
+    """context: own_address; served_models (names the vLLM instances serve); models_malformed (skip the
+    'serves nothing' rule while vllm_models are broken elsewhere); provider_env_known (false while vaulted)."""
+    problems: Problems = []
+    key = str(v.get("litellm_master_key") or "")
+    if key and not key.startswith("sk-"):
+        problems.append(("litellm_master_key", 'must start with "sk-" (LiteLLM refuses other master keys)'))
+    problems += _port_problems("litellm_port", v.get("litellm_port"))
+    problems += _bind_problems("litellm_bind_address", v.get("litellm_bind_address"), ctx.get("own_address", ""))
+    workers = _int(v.get("litellm_num_workers"))
+    if workers is None or workers < 1:
+        problems.append(("litellm_num_workers", f"must be 1 or more (got {v.get('litellm_num_workers')!r})"))
+    names = set(ctx.get("served_models") or [])
+    externals = v.get("litellm_external_models") or []
+    provider_env = v.get("litellm_provider_env") or {}
+    for i, ext in enumerate(externals if isinstance(externals, list) else []):
+        if not isinstance(ext, Mapping) or not isinstance(ext.get("litellm_params"), Mapping):
+            continue
+        names.add(ext.get("model_name"))
+        label = f"litellm_external_models[{i}] ({ext.get('model_name')})"
+        problems += _inline_secret_problems(label, ext["litellm_params"], provider_env,
+                                            check_env=ctx.get("provider_env_known", True))
+    if not names and not ctx.get("models_malformed"):
+        problems.append(("litellm_external_models", "LiteLLM would serve no model: no vllm_models on any "
+                                                    "'inference' host and no litellm_external_models"))
+    problems += _fallback_problems(v.get("litellm_fallbacks") or {}, names)
+    return problems + _container_problems("litellm", v)
+
+
+def _inline_secret_problems(label: str, params: Mapping[str, Any], provider_env: Any, *, check_env: bool) -> Problems:
+    problems: Problems = []
+    for pkey in SECRET_PARAMS:
+        pval = params.get(pkey)
+        if not isinstance(pval, str):
+            continue
+        if not pval.startswith("os.environ/"):
+            problems.append((label, f"litellm_params.{pkey} is written in plain text into config.yaml; give "
+                                    "'os.environ/NAME' and put the value (from vault) in litellm_provider_env"))
+        elif check_env and isinstance(provider_env, Mapping) and pval.split("/", 1)[1] not in provider_env:
+            problems.append((label, f"litellm_params.{pkey} reads {pval} but litellm_provider_env has no "
+                                    f"{pval.split('/', 1)[1]}"))
+    return problems
+
+
+def _fallback_problems(fallbacks: Any, names: set) -> Problems:
+    problems: Problems = []
+    if not isinstance(fallbacks, Mapping):
+        return problems
+    known = ", ".join(sorted(str(n) for n in names if n)) or "none"
+    for model, targets in sorted(fallbacks.items()):
+        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+            problems.append((f"litellm_fallbacks.{model}", f"must be a list of model names (got {targets!r}); "
+                                                           f"e.g. {model}: [{next(iter(sorted(names)), 'other')}]"))
+            continue
+        for name in [model, *targets]:
+            if name not in names:
+                problems.append((f"litellm_fallbacks.{model}", f"'{name}' is not a model LiteLLM serves (known: {known})"))
+    return problems
+
+
+# --- SearXNG -----------------------------------------------------------------------------------------------
+
+
+def searxng_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
+    problems: Problems = []
+    if "json" not in (v.get("searxng_formats") or []):
+        problems.append(("searxng_formats", "must contain json (Open WebUI asks for it; SearXNG answers 403 without)"))
+    if v.get("searxng_limiter") and not v.get("searxng_valkey_url"):
+        problems.append(("searxng_valkey_url", "is needed while searxng_limiter is on"))
+    base = str(v.get("searxng_base_url") or "")
+    if base and not re.match(r"https?://", base):
+        problems.append(("searxng_base_url", f"{base!r} must start with http:// or https://"))
+    for i, engine in enumerate(v.get("searxng_engines") or []):
+        if not isinstance(engine, Mapping) or not engine.get("name"):
+            problems.append((f"searxng_engines[{i}]", "needs a name (entries merge by name over SearXNG's engines)"))
+    if v.get("searxng_publish"):
+        problems += _port_problems("searxng_port", v.get("searxng_port"))
+        problems += _bind_problems("searxng_bind_address", v.get("searxng_bind_address"), ctx.get("own_address", ""))
+    for key in ("searxng_uid", "searxng_gid"):
+        ident = _int(v.get(key))
+        if ident is None or ident <= 0:
+            problems.append((key, "must be a positive id (the container never runs as root)"))
+    settings = v.get("searxng_settings") or {}
+    server = settings.get("server") if isinstance(settings, Mapping) else None
+    if isinstance(server, Mapping) and "secret_key" in server:
+        problems.append(("searxng_settings.server.secret_key", "settings.yml is world-readable: set "
+                                                              "searxng_secret_key (from vault) instead"))
+    return problems + _container_problems("searxng", v)
+
+
+# --- Open WebUI --------------------------------------------------------------------------------------------
+
+# Open WebUI's own rule (utils/misc.py validate_email_format): sign-in refuses other forms.
+_EMAIL = re.compile(r"[^@]+@localhost|[^@]+@[^@]+\.[^@]+")
+
+
+def openwebui_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
+    problems: Problems = []
+    problems += _port_problems("openwebui_port", v.get("openwebui_port"))
+    problems += _bind_problems("openwebui_bind_address", v.get("openwebui_bind_address"), ctx.get("own_address", ""))
+    if not re.match(r"https?://", str(v.get("openwebui_openai_api_base_url") or "")):
+        problems.append(("openwebui_openai_api_base_url", "must start with http:// or https://"))
+    if v.get("openwebui_web_search") and "<query>" not in str(v.get("openwebui_searxng_query_url") or ""):
+        problems.append(("openwebui_searxng_query_url", "must contain <query> (Open WebUI puts the search there)"))
+    if v.get("openwebui_rag_embedding_engine") == "openai" and not v.get("openwebui_rag_embedding_model"):
+        problems.append(("openwebui_rag_embedding_model", "is needed with openwebui_rag_embedding_engine: openai"))
+    email = str(v.get("openwebui_admin_email") or "")
+    if not _EMAIL.fullmatch(email) or email != email.lower():
+        problems.append(("openwebui_admin_email", f"{email!r} must look like name@domain.tld or name@localhost, "
+                                                  "in lower case (Open WebUI's sign-in refuses other forms)"))
+    if len(str(v.get("openwebui_admin_password") or "").encode("utf-8")) > 72:
+        problems.append(("openwebui_admin_password", "is longer than 72 bytes: bcrypt refuses it and the admin "
+                                                     "would silently not be created"))
+    return problems + _container_problems("openwebui", v)
+
+
+ROLE_RULES: dict[str, Callable[[Mapping[str, Any], dict[str, Any]], Problems]] = {
+    "vllm": vllm_problems,
+    "litellm": litellm_problems,
+    "searxng": searxng_problems,
+    "openwebui": openwebui_problems,
+}
+
+# The service roles each inventory group runs (playbooks/inference.yml, playbooks/gateway.yml).
+GROUP_ROLES: dict[str, tuple[str, ...]] = {"inference": ("vllm",), "gateway": ("searxng", "litellm", "openwebui")}
+
+
+def roles_of(groups: Iterable[str]) -> list[str]:
+    """The service roles a host in these groups runs, in playbook order."""
+    member_of = set(groups)
+    return [role for group, roles in GROUP_ROLES.items() if group in member_of for role in roles]

@@ -1,0 +1,122 @@
+"""The rules a role's settings follow (solv_provision.rules), the shared-secret plan and the address helpers:
+one implementation, called by the validator and by the roles' preflight and secrets steps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import INVENTORIES, REPO
+from solv_provision import addresses, rules, secrets, specs
+
+
+def _defaults(role):
+    return {k: specs.default(k) for k in specs.role_specs()[role].options}
+
+
+def _keys(problems):
+    return [key for key, _ in problems]
+
+
+# --- role rules --------------------------------------------------------------------------------------------
+
+
+def test_fallbacks_must_be_lists_of_served_models():
+    values = {**_defaults("litellm"), "litellm_fallbacks": {"coder": "high-reasoning"}}
+    problems = rules.role_problems("litellm", values, {"own_address": "10.0.0.1", "served_models": ["coder"]})
+    assert problems == [("litellm_fallbacks.coder", problems[0][1])]
+    assert "must be a list of model names" in problems[0][1]
+
+
+def test_bind_address_must_be_an_ip_and_defaults_to_the_host_address():
+    values = _defaults("openwebui")
+    assert rules.role_problems("openwebui", values, {"own_address": "10.0.0.1"}) == []
+    problems = rules.role_problems("openwebui", values, {"own_address": "gw-1.example"})
+    assert _keys(problems) == ["openwebui_bind_address"]
+    assert "'gw-1.example' is not an IP address" in problems[0][1]
+
+
+@pytest.mark.parametrize("role", ["vllm", "litellm", "searxng", "openwebui"])
+def test_every_service_role_checks_limits_timeouts_and_extra_env(role):
+    values = {**_defaults(role), f"{role}_memory_limit": "8 GB", f"{role}_cpu_limit": "-1",
+              f"{role}_start_timeout": 0, f"{role}_extra_env": {"BAD-NAME": "x", "OK": "two\nlines"}}
+    context = {"own_address": "10.0.0.1", "served_models": ["m"],
+               "models": [{"name": "m", "model": "x", "port": 8001, "gpus": [0], "served_model_name": "m",
+                           "tensor_parallel_size": 1, "pipeline_parallel_size": 1}]}
+    keys = _keys(rules.role_problems(role, values, context))
+    assert sorted(keys) == sorted([f"{role}_memory_limit", f"{role}_cpu_limit", f"{role}_start_timeout",
+                                   f"{role}_extra_env.BAD-NAME", f"{role}_extra_env.OK"])
+
+
+def test_master_key_message_never_echoes_the_key():
+    values = {**_defaults("litellm"), "litellm_master_key": "hunter2-secret"}
+    problems = rules.role_problems("litellm", values, {"own_address": "10.0.0.1", "served_models": ["m"]})
+    assert _keys(problems) == ["litellm_master_key"]
+    assert "hunter2" not in problems[0][1]
+
+
+def test_role_preflight_refuses_what_validate_refuses(tmp_path):
+    """Plain ansible-playbook (no CLI) runs the role's preflight: the same rule, the same message."""
+    inv = INVENTORIES / "broken" / "plaintext-api-key"
+    play = tmp_path / "play.yml"
+    play.write_text("- hosts: gateway\n  gather_facts: false\n  connection: local\n  tasks:\n"
+                    "    - ansible.builtin.include_role: {name: litellm, tasks_from: preflight.yml}\n")
+    env = {"ANSIBLE_ROLES_PATH": str(REPO / "roles"), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+           "PATH": f"{sys.prefix}/bin", "HOME": str(tmp_path), "ANSIBLE_LOCAL_TEMP": str(tmp_path)}
+    run = subprocess.run([f"{sys.prefix}/bin/ansible-playbook", "-i", str(inv), str(play),
+                          "-e", json.dumps({"ansible_python_interpreter": sys.executable})],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert run.returncode != 0
+    assert "litellm_external_models[0] (gpt-4o): litellm_params.api_key is written in plain text" in run.stdout
+
+
+# --- shared secrets ----------------------------------------------------------------------------------------
+
+GROUPS = {"inference": ["gpu-1", "gpu-2"], "gateway": ["gw-1", "gw-2"]}
+
+
+def _plan(wanted, host, hostvars=None, render=False):
+    hostvars = {h: {} for hs in GROUPS.values() for h in hs} | (hostvars or {})
+    return secrets.secret_plan(wanted, host=host, hostvars=hostvars, groups=GROUPS, root_dir="/opt/solv", render=render)
+
+
+def test_shared_secret_is_read_on_its_owner_with_its_own_length_and_prefix():
+    plan = _plan([{"name": "litellm_master_key", "length": 5}, {"name": "vllm_api_key"}], "gw-2")
+    assert plan["known"] == {}
+    assert plan["reads"] == [
+        {"owner": "gw-1", "dir": "/opt/solv/secrets", "secrets": [{"name": "litellm_master_key", "length": 48, "prefix": "sk-"}]},
+        {"owner": "gpu-1", "dir": "/opt/solv/secrets", "secrets": [{"name": "vllm_api_key", "length": 48, "prefix": ""}]},
+    ]
+
+
+def test_inventory_value_on_the_owner_wins_and_an_earlier_read_is_reused():
+    plan = _plan([{"name": "litellm_master_key"}, {"name": "vllm_api_key"}], "gw-2", hostvars={
+        "gw-1": {"litellm_master_key": "sk-from-vault"},
+        "gpu-1": {"solv_secret_values": {"vllm_api_key": "read-earlier"}, "solv_root_dir": "/srv/solv"},
+    })
+    assert plan == {"known": {"litellm_master_key": "sk-from-vault", "vllm_api_key": "read-earlier"}, "reads": []}
+
+
+def test_per_host_secrets_stay_on_the_host_and_render_contacts_nobody():
+    wanted = [{"name": "searxng_secret_key", "value": "", "length": 48}]
+    assert _plan(wanted, "gw-2")["reads"][0]["owner"] == "gw-2"
+    assert _plan(wanted, "gw-2", render=True) == {"known": {"searxng_secret_key": "<secret:searxng_secret_key>"}, "reads": []}
+    plan = _plan([{"name": "vllm_api_key"}], "gw-1")
+    assert secrets.collect(plan, [{"values": {"vllm_api_key": "v"}}]) == {"vllm_api_key": "v"}
+
+
+# --- addresses ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("bind", "own", "expected"), [
+    ("", "10.0.0.5", {"address": "10.0.0.5", "publish": "10.0.0.5", "probe": "10.0.0.5"}),
+    ("0.0.0.0", "10.0.0.5", {"address": "0.0.0.0", "publish": "0.0.0.0", "probe": "127.0.0.1"}),
+    ("::", "10.0.0.5", {"address": "::", "publish": "[::]", "probe": "[::1]"}),
+    ("", "fd00::5", {"address": "fd00::5", "publish": "[fd00::5]", "probe": "[fd00::5]"}),
+])
+def test_listen_publish_and_probe_addresses(bind, own, expected):
+    assert addresses.listen(bind, own) == expected
+    assert addresses.is_ip_address(expected["address"])
