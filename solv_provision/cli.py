@@ -179,6 +179,30 @@ def check(**options):
 
 
 @main.command()
+@inventory_option
+@vault_option
+@click.option("-l", "--limit", help="Limit to these hosts/groups (Ansible pattern).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (schema: docs/status-schema.json); with --watch one document per line.")
+@click.option("--watch", type=click.FloatRange(min=1), metavar="SECONDS",
+              help="Repeat every SECONDS until Ctrl-C.")
+@no_traceback
+def status(inventories, vault_password_file, limit, as_json, watch):
+    """Read-only health of every host and service: units, images, rollback, health gates, uptime, restarts,
+    GPUs, and the models LiteLLM serves versus the inventory. Exit 0 all healthy, 1 otherwise (each problem named).
+    """
+    inv = load_and_validate(inventories, vault_password_file, quiet=as_json)
+    from solv_provision import runner
+    from solv_provision import status as status_mod
+
+    if limit:
+        with usage_errors():
+            runner.check_limit(limit, hosts=inv.hosts, groups=inv.groups)
+    sys.exit(status_mod.main(inv, inventories=list(inventories), limit=limit,
+                             vault_password_file=vault_password_file, as_json=as_json, watch=watch))
+
+
+@main.command()
 @click.argument("what", type=click.Choice(["litellm", "vllm", "searxng", "openwebui", "all"]))
 @inventory_option
 @vault_option

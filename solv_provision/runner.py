@@ -100,7 +100,8 @@ def brief(names, shown: int = 5) -> str:
 
 
 # Playbooks in playbooks/ that `apply`/`check` may run (render.yml belongs to `solv-provision render`).
-_INTERNAL_PLAYBOOKS = {"render.yml"}
+# Playbooks a verb of their own runs: `render` and `status`, never apply/check.
+_INTERNAL_PLAYBOOKS = {"render.yml": "render", "status.yml": "status"}
 
 
 def available_playbooks() -> list[str]:
@@ -112,7 +113,7 @@ def resolve_playbook(name: str) -> Path:
     if name in available_playbooks():
         return paths.playbooks_dir() / name
     if name in _INTERNAL_PLAYBOOKS:
-        raise UsageError(f"{name} is run by `solv-provision render`, not by apply/check; "
+        raise UsageError(f"{name} is run by `solv-provision {_INTERNAL_PLAYBOOKS[name]}`, not by apply/check; "
                          f"available: {', '.join(available_playbooks())}")
     given = Path(name).expanduser()
     if (given.is_absolute() or len(given.parts) > 1) and given.is_file():

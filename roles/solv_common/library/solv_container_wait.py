@@ -19,7 +19,9 @@ options:
     type: str
     required: true
   checks:
-    description: "Checks: {url, status (list of accepted codes), headers, models (OpenAI /v1/models data[].id must contain)}."
+    description:
+      - "Checks: {url, status (list of accepted codes), headers, models (OpenAI /v1/models data[].id must contain),
+        method (GET or POST), body (JSON sent with POST)}."
     type: list
     elements: dict
     required: true
@@ -109,17 +111,20 @@ def _check(check, address=None):
         if not address:
             return False, -1, "the container has no address on its network yet"
         url = url.replace(_ADDRESS, address)
-    request = urllib.request.Request(url, headers=check.get("headers") or {})
+    data = json.dumps(check["body"]).encode() if check.get("body") is not None else None
+    headers = {**({"Content-Type": "application/json"} if data else {}), **(check.get("headers") or {})}
+    request = urllib.request.Request(url, data=data, headers=headers, method=check.get("method") or "GET")
     accepted = check.get("status") or [200]
     try:
-        with _NO_PROXY.open(request, timeout=5) as response:
+        with _NO_PROXY.open(request, timeout=30 if data else 5) as response:
             status, body = response.status, response.read()
     except urllib.error.HTTPError as exc:
-        status, body = exc.code, b""
+        status, body = exc.code, exc.read()
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return False, -1, f"no answer: {getattr(exc, 'reason', exc)}"
     if status not in accepted:
-        return False, status, f"status {status}, want {accepted}"
+        answer = " ".join(body.decode("utf-8", "replace").split())[:300]
+        return False, status, f"status {status}, want {accepted}" + (f": {answer}" if answer else "")
     wanted = check.get("models") or []
     if wanted:
         try:
@@ -145,6 +150,8 @@ def main():
                     status=dict(type="list", elements="int", default=[200]),
                     headers=dict(type="dict", default={}, no_log=True),
                     models=dict(type="list", elements="str", default=[]),
+                    method=dict(type="str", choices=["GET", "POST"], default="GET"),
+                    body=dict(type="raw"),
                 ),
             ),
             timeout=dict(type="int", default=300),
