@@ -203,6 +203,70 @@ def status(inventories, vault_password_file, limit, as_json, watch):
 
 
 @main.command()
+@inventory_option
+@vault_option
+@click.option("-o", "--output", default="solv-backups", show_default=True, type=click.Path(file_okay=False),
+              help="Folder on this machine; each backup goes to OUTPUT/<host>/<stamp>/.")
+@click.option("-l", "--limit", help="Limit to these gateway hosts (Ansible pattern).")
+@click.option("--keep", type=click.IntRange(min=0), default=7, show_default=True,
+              help="Backups kept per host folder; older ones are removed after a successful backup (0: keep all).")
+@no_traceback
+def backup(inventories, vault_password_file, output, limit, keep):
+    """Back up every gateway host, while it runs: Open WebUI's data (its SQLite databases copied online, uploads,
+    vector store, cache) and the secrets directory, into OUTPUT/<host>/<stamp>/ with manifest.json (time,
+    versions, checksums).
+
+    \b
+    The secrets part is encrypted with the vault password when one is given (--vault-password-file or
+    ANSIBLE_VAULT_PASSWORD_FILE); without one it is NOT encrypted, only owner-only (0600 in a 0700 folder):
+    keep the backups private. Exit 0 ok, 1 a host failed, 2 usage error.
+    """
+    inv = load_and_validate(inventories, vault_password_file)
+    from solv_provision import backup as backup_mod
+    from solv_provision import runner
+
+    with usage_errors():
+        if limit:
+            runner.check_limit(limit, hosts=inv.hosts, groups=inv.groups)
+        code = backup_mod.run_backup(inv, inventories=list(inventories), output=output, limit=limit, keep=keep,
+                                     vault_password_file=vault_password_file)
+    sys.exit(code)
+
+
+@main.command()
+@inventory_option
+@vault_option
+@click.option("--from", "source", required=True, type=click.Path(),
+              help="A backup folder (OUTPUT/<host>/<stamp>), or a host folder (OUTPUT/<host>: its newest backup).")
+@click.option("-l", "--limit", metavar="HOST",
+              help="The gateway host to restore on (default: the host the backup was made on).")
+@click.option("--force-host", is_flag=True, help="Restore a backup made on another host.")
+@click.option("--with-secrets", is_flag=True,
+              help="Also restore the secrets directory (then run apply so that the services use it).")
+@click.option("--timeout", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Seconds to wait for the service's health gate after the start.")
+@no_traceback
+def restore(inventories, vault_password_file, source, limit, force_host, with_secrets, timeout):
+    """Restore Open WebUI's data from a backup: checksums verified here first, then on the host: the service
+    stopped, its data moved aside (<data>.before-restore-<stamp>), the backup extracted, the service started and
+    health-checked; on failure the previous data is put back and started again.
+
+    \b
+    A backup of another host is refused unless --force-host. The secrets are restored only with --with-secrets.
+    Exit 0 restored and healthy, 1 the host failed (previous data back), 2 usage error or a damaged backup
+    (nothing contacted).
+    """
+    inv = load_and_validate(inventories, vault_password_file)
+    from solv_provision import backup as backup_mod
+
+    with usage_errors():
+        code = backup_mod.run_restore(inv, inventories=list(inventories), source=source, limit=limit,
+                                      force_host=force_host, with_secrets=with_secrets, timeout=timeout,
+                                      vault_password_file=vault_password_file)
+    sys.exit(code)
+
+
+@main.command()
 @click.argument("what", type=click.Choice(["litellm", "vllm", "searxng", "openwebui", "all"]))
 @inventory_option
 @vault_option

@@ -100,8 +100,8 @@ def brief(names, shown: int = 5) -> str:
 
 
 # Playbooks in playbooks/ that `apply`/`check` may run (render.yml belongs to `solv-provision render`).
-# Playbooks a verb of their own runs: `render` and `status`, never apply/check.
-_INTERNAL_PLAYBOOKS = {"render.yml": "render", "status.yml": "status"}
+# Playbooks a verb of their own runs (render, status, backup, restore), never apply/check.
+_INTERNAL_PLAYBOOKS = {"render.yml": "render", "status.yml": "status", "backup.yml": "backup", "restore.yml": "restore"}
 
 
 def available_playbooks() -> list[str]:

@@ -165,6 +165,8 @@ def test_good_hosts_render(rendered, host):
         "/opt/solv/openwebui/env",
         "/etc/systemd/system/solv-searxng.service",
         "/etc/systemd/system/solv-openwebui.service",
+        "/opt/solv/gates/solv-searxng.json",
+        "/opt/solv/gates/solv-openwebui.json",
     }
 
 

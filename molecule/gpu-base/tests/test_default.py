@@ -63,32 +63,37 @@ def test_driver_and_toolkit_changed_nothing(host):
     assert host.check_output("apt-mark showhold") == ""
 
 
-def test_gpu_facts_outlive_the_run(host):
-    """A later run (`apply --tags vllm`) reads what this one learned, as the local fact ansible_local.solv."""
-    fact = host.file("/etc/ansible/facts.d/solv.fact")
-    assert fact.user == "root" and fact.mode == 0o644
-    local = host.ansible("setup", "gather_subset=!all,!min,local filter=ansible_local")["ansible_facts"]["ansible_local"]
-    assert local["solv"] == {"gpu_runtime": "none", "nvidia_driver_branch": "580", "nvidia_driver_version": "",
-                             "nvidia_driver_gpu_count": 0, "nvidia_driver_reboot_pending": False}
-
-
-def test_vllm_alone_reads_the_stored_gpu_runtime(host, tmp_path):
-    """The vllm role's preflight in a run of its own (no GPU base roles, vllm_gpu_mode auto, instances that
-    list GPUs) takes the stored runtime instead of refusing as 'not known in this run'."""
+def test_vllm_alone_reads_the_gpu_runtime_a_previous_run_stored(host, tmp_path):
+    """`apply --tags vllm` skips the GPU base roles: the vllm role's preflight (vllm_gpu_mode auto, instances that
+    list GPUs) takes the runtime a previous run stored (the local fact the toolkit role writes on a GPU host,
+    written here by hand: this host has no GPU, and the GPU roles leave such a host untouched) instead of
+    refusing as 'not known'; without the fact it refuses."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
+    assert not host.file("/etc/ansible/facts.d/solv.fact").exists  # no GPU: the GPU roles wrote nothing
     repo = Path(__file__).resolve().parents[3]
     play = tmp_path / "vllm-preflight.yml"
     play.write_text("- hosts: inference\n  become: true\n  gather_facts: false\n  tasks:\n"
-                    "    - ansible.builtin.include_role: {name: vllm, tasks_from: preflight.yml}\n"
+                    "    - ansible.builtin.include_role: {name: vllm, tasks_from: preflight.yml, public: true}\n"
                     "    - ansible.builtin.debug: {msg: 'GPU-MODE {{ __vllm_gpu_mode }}'}\n")
-    extra = '{"vllm_gpu_mode": "auto", "vllm_bind_address": "127.0.0.1", "vllm_models": [{"name": "m", "model": "x", "port": 8001, "gpus": [0]}]}'
-    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i",
-                          str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent), str(play), "-e", extra],
-                         capture_output=True, text=True, timeout=300, check=False,
-                         env={**os.environ, "ANSIBLE_ROLES_PATH": str(repo / "roles")})
-    assert run.returncode == 0, run.stdout[-3000:]
-    assert "GPU-MODE none" in run.stdout
+    extra = ('{"vllm_gpu_mode": "auto", "vllm_bind_address": "127.0.0.1",'
+             ' "vllm_models": [{"name": "m", "model": "x", "port": 8001, "gpus": [0]}]}')
+
+    def preflight():
+        return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i",
+                               str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent), str(play), "-e", extra],
+                              capture_output=True, text=True, timeout=300, check=False,
+                              env={**os.environ, "ANSIBLE_ROLES_PATH": str(repo / "roles")})
+
+    refused = preflight()
+    assert refused.returncode != 0 and "solv_gpu_runtime is" in refused.stdout + refused.stderr, refused.stdout[-3000:]
+    host.check_output("mkdir -p /etc/ansible/facts.d && echo '{\"gpu_runtime\": \"cdi\"}' > /etc/ansible/facts.d/solv.fact")
+    assert json.loads(host.file("/etc/ansible/facts.d/solv.fact").content_string) == {"gpu_runtime": "cdi"}
+    try:
+        run = preflight()
+        assert run.returncode == 0 and "GPU-MODE cdi" in run.stdout, run.stdout[-3000:]
+    finally:
+        host.run("rm -f /etc/ansible/facts.d/solv.fact")
