@@ -38,6 +38,7 @@ PARTS = {"openwebui": "solv-openwebui", "secrets": None}
 SECRETS = "secrets"
 VAULT_SUFFIX = ".vault"
 DEFAULT_KEEP = 7
+DEFAULT_OUTPUT = "solv-backups"  # relative to the current folder
 
 
 # --- running a playbook quietly ----------------------------------------------------------------------------
@@ -104,17 +105,8 @@ def play(playbook: str, inventories: list[str], *, limit: str | None, extravars:
         )
         played.rc = r.rc
         if r.rc != 0 and not played.hosts:
-            played.error = f"ansible-playbook exited with {r.rc} ({r.status}): {_tail(r)}"
+            played.error = f"ansible-playbook exited with {r.rc} ({r.status}): {runner.output_tail(r)}"
     return played
-
-
-def _tail(r) -> str:
-    try:
-        text = r.stdout.read()
-    except (OSError, AttributeError):
-        return "no output"
-    lines = [line for line in text.splitlines() if line.strip()]
-    return " ".join(" ".join(lines[-5:]).split())[:600] or "no output"
 
 
 # --- small helpers -----------------------------------------------------------------------------------------

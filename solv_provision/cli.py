@@ -179,6 +179,40 @@ def check(**options):
 
 
 @main.command()
+@play_options
+@click.option("--service", type=click.Choice(["vllm", "litellm", "searxng", "openwebui"]),
+              help="Upgrade this service only (default: all of them).")
+@click.option("--serial", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Hosts upgraded at a time within each group.")
+@click.option("--backup-dir", default="solv-backups", show_default=True, type=click.Path(file_okay=False),
+              help="Where the backup taken before the first gateway host goes (see `backup`).")
+@click.option("--keep", type=click.IntRange(min=0), default=7, show_default=True, help="Backups kept per host.")
+@no_traceback
+def upgrade(inventories, limit, tags, extra_vars, forks, verbose, vault_password_file, service, serial, backup_dir,
+            keep):
+    """Roll the inventory out with the least downtime: every new image made present on every host first, then
+    inference hosts SERIAL at a time, a backup of the gateways' data, then gateway hosts SERIAL at a time;
+    stops at the first host that fails its health gate (rolled back there) and names the hosts left untouched.
+
+    Exit 0 every host upgraded and healthy, 1 the rollout stopped, 2 invalid inventory or usage.
+    """
+    if tags:
+        fail("upgrade takes --service, not --tags")
+    inv = load_and_validate(inventories, vault_password_file)
+    from solv_provision import runner
+    from solv_provision.upgrade import Options, run_upgrade
+
+    with usage_errors():
+        if limit:
+            runner.check_limit(limit, hosts=inv.hosts, groups=inv.groups)
+        runner.check_extra_vars(extra_vars)
+        code = run_upgrade(inv, inventories=list(inventories), options=Options(
+            service=service, limit=limit, serial=serial, extra_vars=tuple(extra_vars), forks=forks, verbose=verbose,
+            vault_password_file=vault_password_file, backup_dir=backup_dir, keep=keep))
+    sys.exit(code)
+
+
+@main.command()
 @inventory_option
 @vault_option
 @click.option("-l", "--limit", help="Limit to these hosts/groups (Ansible pattern).")

@@ -209,6 +209,16 @@ def run_playbook(playbook: str, inventories: list[str], *, mode: str = "apply", 
     return result
 
 
+def output_tail(run) -> str:
+    """The last lines of an ansible-runner run's output, on one line (for a reason when no event said why)."""
+    try:
+        text = run.stdout.read()
+    except (OSError, AttributeError):
+        return "no output"
+    lines = [line for line in text.splitlines() if line.strip()]
+    return " ".join(" ".join(lines[-5:]).split())[:600] or "no output"
+
+
 def handle_event(event: dict[str, Any], result: RunResult, progress) -> None:
     """One ansible-runner event: update the host's counters and tell progress what happened."""
     kind = event.get("event", "")

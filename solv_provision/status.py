@@ -78,7 +78,7 @@ def collect(inventories: list[str], *, limit: str | None = None, vault_password_
         )
         error = None
         if r.rc != 0 and not hosts:
-            error = f"ansible-playbook exited with {r.rc} ({r.status}): {_tail(r)}"
+            error = f"ansible-playbook exited with {r.rc} ({r.status}): {runner.output_tail(r)}"
     return Collected(hosts=hosts, rc=r.rc, error=error)
 
 
@@ -98,15 +98,6 @@ def handle_event(event: Mapping[str, Any], hosts: dict[str, HostOutcome]) -> boo
     elif kind == "runner_on_ok" and str(data.get("task_action", "")).rsplit(".", 1)[-1] == MODULE:
         hosts[host] = HostOutcome(report=dict(res))
     return False
-
-
-def _tail(r) -> str:
-    try:
-        text = r.stdout.read()
-    except (OSError, AttributeError):
-        return "no output"
-    lines = [line for line in text.splitlines() if line.strip()]
-    return " ".join(" ".join(lines[-5:]).split())[:600] or "no output"
 
 
 # --- what the inventory implies ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 
 import pytest
@@ -171,3 +172,89 @@ def test_gateway_reaches_inference_but_keys_are_required(host, wanted):
         for m in hv["vllm_models"]:
             url = f"http://{hv['solv_internal_address']}:{m['port']}/v1/models"
             assert http(host, "GET", url)["status"] == 401
+
+
+# A client on the gateway host: N chat completions through LiteLLM, one after the other; prints the failures
+# and which replica answered each success.
+_LOOP = (
+    "import json, sys, urllib.request, urllib.error\n"
+    "url, key, model, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])\n"
+    "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
+    "failed, by = [], {}\n"
+    "for i in range(n):\n"
+    "    body = json.dumps({'model': model, 'messages': [{'role': 'user', 'content': f'q{i}'}]}).encode()\n"
+    "    req = urllib.request.Request(url, data=body, method='POST', headers={'Authorization': 'Bearer ' + key,\n"
+    "                                 'Content-Type': 'application/json'})\n"
+    "    try:\n"
+    "        answer = json.loads(opener.open(req, timeout=60).read())['choices'][0]['message']['content']\n"
+    "        replica = answer.split('@', 1)[1].split(':', 1)[0]\n"
+    "        by[replica] = by.get(replica, 0) + 1\n"
+    "    except urllib.error.HTTPError as e:\n"
+    "        failed.append([i, e.code, e.read().decode()[:200]])\n"
+    "    except OSError as e:\n"
+    "        failed.append([i, -1, str(e)[:200]])\n"
+    "print(json.dumps({'failed': failed, 'by': by}))\n"
+)
+
+
+def test_a_stopped_replica_costs_no_request(host, base, master_key, wanted):
+    """One replica's unit stopped: LiteLLM retries on the other and cools the dead one down (allowed_fails 0),
+    so a client through the gateway sees no failed request. Last in this file: the cooldown (30 s) would
+    otherwise keep the replica out of the load-balancing test."""
+    inf2 = other(INF2)
+    inf2.check_output("systemctl stop solv-vllm-shared")
+    try:
+        out = json.loads(host.check_output("python3 -c %s %s %s %s %s", _LOOP, f"{base}/v1/chat/completions",
+                                           master_key, "shared-model", "30"))
+        assert out["failed"] == [] and out["by"] == {INF1: 30}, out
+    finally:
+        inf2.check_output("systemctl start solv-vllm-shared")
+        health = f"http://{wanted[INF2]['solv_internal_address']}:8001/health"
+        for _ in range(60):
+            if http(host, "GET", health)["status"] == 200:
+                break
+            time.sleep(1)
+        assert http(host, "GET", health)["status"] == 200
+
+
+# The same client, in the background until /tmp/solv-loop.stop exists (at most 600 s); the result in
+# /tmp/solv-loop.json.
+_BACKGROUND_LOOP = _LOOP.replace(
+    "for i in range(n):\n",
+    "import os, time\nend = time.time() + 600\ni = 0\nwhile not os.path.exists('/tmp/solv-loop.stop') and time.time() < end:\n"
+    "    i += 1\n",
+).replace("print(json.dumps({'failed': failed, 'by': by}))\n",
+          "open('/tmp/solv-loop.json', 'w').write(json.dumps({'failed': failed, 'by': by, 'requests': i}))\n")
+
+
+def test_upgrade_of_replicas_one_host_at_a_time_costs_no_request(host, base, master_key, phase):
+    """`solv-provision upgrade --service vllm` with a changed setting: both replicas restart, one host at a time
+    (each behind its health gate), while a client on the gateway keeps sending requests: none fails."""
+    if phase != "removed-solo":
+        pytest.skip("runs once, in the last verify")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    host.run("rm -f /tmp/solv-loop.stop /tmp/solv-loop.json")
+    host.run("setsid nohup python3 -c %s %s %s %s %s >/dev/null 2>&1 &", _BACKGROUND_LOOP,
+             f"{base}/v1/chat/completions", master_key, "shared-model", "0")
+    # Extra vars are templated per host: each replica keeps naming its own host.
+    change = {"vllm_extra_env": {"SOLV_UPGRADE_TEST": "2", "SOLV_STANDIN_IDENTITY": "{{ inventory_hostname }}"}}
+    cli = Path(sys.executable).parent / "solv-provision"
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    try:
+        run = subprocess.run([str(cli), "upgrade", "-i", str(inventory), "--service", "vllm", "-e", json.dumps(change)],
+                             capture_output=True, text=True, timeout=900, check=False)
+    finally:
+        host.run("touch /tmp/solv-loop.stop")
+        for _ in range(120):
+            if host.file("/tmp/solv-loop.json").exists:
+                break
+            time.sleep(1)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    for name in (INF1, INF2):
+        assert "SOLV_UPGRADE_TEST=2\n" in other(name).file(f"{ROOT}/vllm/shared/env").content_string
+    out = json.loads(host.file("/tmp/solv-loop.json").content_string)
+    assert out["requests"] >= 10 and out["failed"] == [], out
+    assert set(out["by"]) == {INF1, INF2}, out
