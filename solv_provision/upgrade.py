@@ -62,8 +62,10 @@ def run_upgrade(inv: Inventory, *, inventories: list[str], options: Options) -> 
                        extra={"solv_serial": options.serial, "solv_max_fail_percentage": 0})
         if not _ok(result, group):
             untouched = untouched_hosts(inv.in_group(group), result.hosts, later=_later(inv, groups, group))
-            if untouched:
+            if untouched and not options.limit:
                 _say(f"untouched (the rollout stopped): {', '.join(untouched)}", err=True)
+            elif options.limit:
+                _say(f"the hosts of --limit {options.limit} after the failed one were not touched", err=True)
             return 1
     _say("upgrade done: every host passed its health gates")
     return 0
