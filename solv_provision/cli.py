@@ -395,13 +395,11 @@ def secrets_show(name, inventories, vault_password_file, host):
     host = host or shared.owner(name, {g: inv.in_group(g) for g in ("inference", "gateway")}, "")
     if host not in inv.hosts:
         fail(f"host {host} is not in the inventory; hosts: {runner.brief(sorted(inv.hosts))}")
-    from solv_provision import specs
+    from solv_provision.render import root_dir
 
-    root = inv.hosts[host].get("solv_root_dir")
-    root = root if isinstance(root, str) else specs.default("solv_root_dir")
     try:
         value = runner.read_secret(inventories=list(inventories), host=host, name=name,
-                                   vault_password_file=vault_password_file, root_dir=root)
+                                   vault_password_file=vault_password_file, root_dir=root_dir(inv, host))
     except runner.SecretReadError as exc:
         fail(str(exc), EXIT_FAILED)
     if value is None:

@@ -78,7 +78,8 @@ def short_names(paths: list[str]) -> dict[str, str]:
     return short
 
 
-def _root_dir(inv: Inventory, host: str) -> str:
+def root_dir(inv: Inventory, host: str) -> str:
+    """The host's solv_root_dir (the inventory's, else the role default)."""
     value = inv.hosts[host].get("solv_root_dir")
     return value if isinstance(value, str) else specs.default("solv_root_dir") or "/opt/solv"
 
@@ -138,7 +139,7 @@ def _extra_vars(inv: Inventory, *, services: list[str], hosts: list[str], out: P
         "ansible_python_interpreter": sys.executable,
         # Each host's real root dir, as a host-specific variable solv_root_dir above refers to.
         "__render_real_root": "{{ __render_roots[inventory_hostname] }}",
-        "__render_roots": {h: _root_dir(inv, h) for h in hosts},
+        "__render_roots": {h: root_dir(inv, h) for h in hosts},
         **_secret_placeholders(inv),
     }
 
