@@ -81,6 +81,8 @@ def catalogue() -> list[Image]:
         Image("host", "debian13", "host", suite="trixie"),
         Image("vllm-standin", vllm, "vllm-standin", sources=("doubles/vllm_standin",),
               build_args=(("VERSION", vllm),), archive=True),
+        Image("vllm-standin", v["vllm_standin_next"], "vllm-standin", sources=("doubles/vllm_standin",),
+              build_args=(("VERSION", v["vllm_standin_next"]),), archive=True),
         Image(
             "vllm-standin",
             f"{vllm}-broken",
@@ -109,7 +111,15 @@ def catalogue() -> list[Image]:
             pip=(f"open-webui=={v['open_webui']}", f"torch=={v['torch']}", "async-timeout>=4.0.3"),
             archive=True,
         ),
+        _next_release("litellm", v["litellm"]),
+        _next_release("open-webui", v["open_webui"]),
     ]
+
+
+def _next_release(name: str, version: str) -> Image:
+    """<name>:<version>-next: the same image relabelled (a new image ID), a "newer release" for upgrade tests."""
+    return Image(name, f"{version}-next", "next-release",
+                 build_args=(("PARENT", f"{REPO}/{name}:{version}"), ("RELEASE", f"{version}-next")), archive=True)
 
 
 def parent_ref(img: Image) -> str | None:

@@ -77,7 +77,7 @@ class Progress:
         first = failures[0]
         where = first.host + (f" at task '{_one_line(first.task)}'" if first.task != "-" else "")
         more = f" (+{len(failures) - 1} more failure(s) above)" if len(failures) > 1 else ""
-        return f"[bold red]{_kind(first)}[/]: {escape(where)}: {escape(first.message)}{more}"
+        return f"[bold red]{_kind(first)}[/]: {escape(where)}: {escape(first.detail or first.message)}{more}"
 
     def _print_changes(self) -> None:
         for change in self.result.changes:

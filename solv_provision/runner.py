@@ -56,8 +56,9 @@ class Change:
 class Failure:
     host: str
     task: str
-    message: str
+    message: str  # one line, at most 400 characters (the live view)
     unreachable: bool = False
+    detail: str = ""  # the whole message, lines kept (the summary: a rollback's reason and the log lines)
 
 
 @dataclass
@@ -246,23 +247,37 @@ def handle_event(event: dict[str, Any], result: RunResult, progress) -> None:
     setattr(stats, outcome, getattr(stats, outcome) + 1)
     if outcome in ("ok", "failed") and res.get("changed"):
         stats.changed += 1
-        diff = res.get("diff") or []
-        result.changes.append(Change(host, task, diff if isinstance(diff, list) else [diff]))
+        result.changes.append(Change(host, task, _diffs(res)))
         progress.changed(host, task)
     if outcome in ("failed", "unreachable"):
-        failure = Failure(host=host, task=task, message=result_message(res), unreachable=outcome == "unreachable")
+        failure = Failure(host=host, task=task, message=result_message(res), unreachable=outcome == "unreachable",
+                          detail=result_message(res, whole=True))
         result.failures.append(failure)
         progress.failed(failure)
     progress.refresh()
 
 
-def result_message(res: dict[str, Any]) -> str:
-    """A task result's message on one line (at most 400 characters)."""
+def _diffs(res: dict[str, Any]) -> list[Any]:
+    """A result's diffs: its own, and those of its changed loop items (a looped copy has them per file)."""
+    found: list[Any] = []
+    items = [r for r in res.get("results") or [] if isinstance(r, dict) and r.get("changed")]
+    for r in [res, *items]:
+        diff = r.get("diff") or []
+        found += diff if isinstance(diff, list) else [diff]
+    return found
+
+
+def result_message(res: dict[str, Any], whole: bool = False) -> str:
+    """A task result's message on one line (at most 400 characters), or `whole`: its lines kept (at most 6000
+    characters, the end kept: a failure quotes the container's last log lines there)."""
     if res.get("censored"):
         return res["censored"]
     msg = res.get("msg") or res.get("stderr") or res.get("reason") or ""
     if not msg and res.get("results"):
         msg = next((r.get("msg") for r in res["results"] if isinstance(r, dict) and r.get("failed")), "")
+    if whole:
+        text = "\n".join(line.rstrip() for line in str(msg).strip().splitlines())
+        return (text if len(text) <= 6000 else text[:1000] + "\n[...]\n" + text[-5000:]) or "failed (no message)"
     return " ".join(str(msg).split())[:400] or "failed (no message)"
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import module_runner
 from conftest import INVENTORIES, REPO
 
 MODULE = REPO / "roles" / "solv_common" / "library" / "solv_backup.py"
@@ -119,7 +120,7 @@ fi
                 **args}
         path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
         env = {"PATH": f"{self.bin}:/usr/bin:/bin", "LANG": "C.UTF-8"}
-        out = subprocess.run([sys.executable, str(MODULE), str(path)], capture_output=True, text=True, env=env,
+        out = subprocess.run(module_runner.command(MODULE, path), capture_output=True, text=True, env=env,
                              check=False, timeout=120)
         assert out.stdout, out.stderr
         return json.loads(out.stdout)
@@ -301,7 +302,7 @@ def test_restore_puts_the_previous_data_back_when_the_gate_fails(host):
     before = sorted(p.relative_to(host.data) for p in host.data.rglob("*"))
     failed = host.restore(Path(result["dir"]), result["manifest"], stamp="20250201T000000Z")
     assert failed["failed"], failed
-    assert "restore failed: solv-openwebui: not healthy after 1s" in failed["msg"] and "status 500" in failed["msg"]
+    assert "restore failed: solv-openwebui: not ready after 1s" in failed["msg"] and "status 500" in failed["msg"]
     assert "The previous data was put back; solv-openwebui is healthy again" in failed["msg"]
     assert sorted(p.relative_to(host.data) for p in host.data.rglob("*")) == before
     assert rows(host.db) == ["first", "second", "after the backup"]

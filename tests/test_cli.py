@@ -148,6 +148,26 @@ def test_check_reports_drift_with_diff_and_changes_nothing(cli, tmp_path):
     assert target.read_text() == "old\n"
 
 
+def test_check_shows_the_diff_of_each_file_a_loop_would_change(cli, tmp_path):
+    (tmp_path / "a.txt").write_text("a by hand\n")
+    (tmp_path / "b.txt").write_text("b\n")
+    book = _playbook(tmp_path, f"""
+        - hosts: gw-1
+          gather_facts: false
+          tasks:
+            - name: Manage files
+              ansible.builtin.copy:
+                content: "{{{{ item }}}}\\n"
+                dest: "{tmp_path}/{{{{ item }}}}.txt"
+                mode: "0644"
+              loop: [a, b]
+        """)
+    result = cli("check", "-i", _local_inventory(tmp_path), "--playbook", book)
+    assert result.exit_code == 3, result.output
+    assert f"{tmp_path}/a.txt" in result.output and "-a by hand" in result.output and "+a" in result.output
+    assert f"{tmp_path}/b.txt" not in result.output  # unchanged: no diff
+
+
 def test_failed_host_gives_exit_1_and_names_host_and_task(cli, tmp_path):
     book = _playbook(tmp_path, """
         - hosts: all
@@ -161,6 +181,26 @@ def test_failed_host_gives_exit_1_and_names_host_and_task(cli, tmp_path):
     result = cli("apply", "-i", _local_inventory(tmp_path), "--playbook", book)
     assert result.exit_code == 1, result.output
     assert "FAILED: gpu-1 at task 'Break on the GPU host': driver not loaded" in result.output
+
+
+def test_the_summary_keeps_a_long_failure_whole_with_its_last_log_lines(cli, tmp_path):
+    """A rollback's message ends with the container's last log lines: the summary shows them, line by line."""
+    book = _playbook(tmp_path, """
+        - hosts: gpu-1
+          gather_facts: false
+          tasks:
+            - name: Fail like a rolled-back gate
+              ansible.builtin.fail:
+                msg: "{{ 'solv-vllm-a on gpu-1: ROLLED BACK. Last log lines:\\n' ~ lines | join('\\n') }}"
+              vars:
+                lines: "{{ range(40) | map('string') | map('regex_replace', '^', 'log line ') | list
+                           + ['RuntimeError: Engine core initialization failed'] }}"
+        """)
+    result = cli("apply", "-i", _local_inventory(tmp_path), "--playbook", book)
+    assert result.exit_code == 1, result.output
+    summary = result.output.split("FAILED: gpu-1 at task 'Fail like a rolled-back gate': ", 1)[1]
+    assert summary.splitlines()[0] == "solv-vllm-a on gpu-1: ROLLED BACK. Last log lines:"
+    assert "log line 39\nRuntimeError: Engine core initialization failed" in summary
 
 
 def test_unreachable_host_gives_exit_1(cli, tmp_path):

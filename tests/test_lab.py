@@ -60,7 +60,8 @@ def test_recipe_hash_follows_sources_and_parents(tmp_path, monkeypatch):
     (tmp_path / "lab/doubles/vllm_standin/server.py").write_text("# changed\n", encoding="utf-8")
     after = hashes()
     changed = {ref for ref in before if before[ref] != after[ref]}
-    assert changed == {f"solv-lab/vllm-standin:{v['vllm_standin']}", f"solv-lab/vllm-standin:{v['vllm_standin']}-broken"}
+    assert changed == {f"solv-lab/vllm-standin:{v['vllm_standin']}", f"solv-lab/vllm-standin:{v['vllm_standin_next']}",
+                       f"solv-lab/vllm-standin:{v['vllm_standin']}-broken"}
     with (tmp_path / "lab/images/base/packages").open("a") as fh:
         fh.write("less\n")
     changed = {ref for ref, h in hashes().items() if h != after[ref]}
@@ -71,7 +72,9 @@ def test_select_adds_parents_in_order():
     v = lab_images.versions()
     refs = [i.ref for i in lab_images.select(lab_images.catalogue(), ("vllm-standin",))]
     assert refs == ["solv-lab/base:debian12", f"solv-lab/vllm-standin:{v['vllm_standin']}",
-                    f"solv-lab/vllm-standin:{v['vllm_standin']}-broken"]
+                    f"solv-lab/vllm-standin:{v['vllm_standin_next']}", f"solv-lab/vllm-standin:{v['vllm_standin']}-broken"]
+    nxt = [i.ref for i in lab_images.select(lab_images.catalogue(), (f"litellm:{v['litellm']}-next",))]
+    assert nxt[-2:] == [f"solv-lab/litellm:{v['litellm']}", f"solv-lab/litellm:{v['litellm']}-next"]
     with pytest.raises(lab_images.LabError, match="no lab image"):
         lab_images.select(lab_images.catalogue(), ("nginx",))
 

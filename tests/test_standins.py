@@ -134,7 +134,7 @@ def test_vllm_chat_names_model_and_replica(vllm):
     status, body = vllm.request("POST", "/v1/chat/completions", req, key=KEY)
     assert status == 200
     answer = json.loads(body)
-    assert answer["choices"][0]["message"]["content"] == f"[qwen-0.5b@replica-a:{vllm.port}] echo: hello lab"
+    assert answer["choices"][0]["message"]["content"] == f"[qwen-0.5b@replica-a:{vllm.port} vdev] echo: hello lab"
     assert answer["usage"]["prompt_tokens"] == 2
     assert vllm.request("POST", "/v1/chat/completions", req, key=KEY)[1].count(b"replica-a") == 1
 
@@ -155,7 +155,7 @@ def test_vllm_stream_is_sse_ending_with_done(vllm):
     chunks = [json.loads(e) for e in events[:-1]]
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
-    assert text == f"[qwen-0.5b@replica-a:{vllm.port}] echo: stream me"
+    assert text == f"[qwen-0.5b@replica-a:{vllm.port} vdev] echo: stream me"
     assert chunks[-1]["usage"]["total_tokens"] > 0
 
 

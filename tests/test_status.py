@@ -4,7 +4,6 @@ playbooks/status.yml against this machine (connection local)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
+import module_runner
 from conftest import INVENTORIES, REPO
 
 MODULE = REPO / "roles" / "solv_common" / "library" / "solv_status.py"
@@ -151,7 +151,7 @@ sys.exit(rc)
         path = self.base / "args.json"
         path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": self.args(**more)}))
         env = {"PATH": f"{self.bin}:/usr/bin:/bin", "LANG": "C.UTF-8"}
-        out = subprocess.run([sys.executable, str(MODULE), str(path)], capture_output=True, text=True, env=env,
+        out = subprocess.run(module_runner.command(MODULE, path), capture_output=True, text=True, env=env,
                              check=False)
         assert out.stdout, out.stderr
         return out.stdout, json.loads(out.stdout)
@@ -258,10 +258,7 @@ def test_module_reads_litellm_models_from_its_gate_or_the_key_file(host, server)
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("solv_status_module", MODULE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return module_runner.load(MODULE)
 
 
 def test_module_helpers():

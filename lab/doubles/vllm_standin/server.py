@@ -1,7 +1,8 @@
 """The HTTP side of the vLLM stand-in: vLLM's OpenAI-compatible routes, deterministic answers.
 
-Answers name the served model, the host identity (env SOLV_STANDIN_IDENTITY, else the hostname)
-and the port, so tests can tell which replica answered. `--api-key` guards /v1/* only, as vLLM.
+Answers name the served model, the host identity (env SOLV_STANDIN_IDENTITY, else the hostname),
+the port and the stand-in's version (env SOLV_STANDIN_VERSION, set by the image), so tests can tell
+which replica and which release answered: "[<model>@<identity>:<port> v<version>] echo: <prompt>". `--api-key` guards /v1/* only, as vLLM.
 Env SOLV_STANDIN_STARTUP_DELAY (seconds) delays listening, like a model load.
 """
 
@@ -151,7 +152,7 @@ class Handler(BaseHTTPRequestHandler):
     # --- completions ---
     def _answer(self, model: str, prompt: str) -> str:
         port = self.state.args.port
-        return f"[{model}@{self.state.identity}:{port}] echo: {prompt}"
+        return f"[{model}@{self.state.identity}:{port} v{self.state.version}] echo: {prompt}"
 
     def _complete(self, chat: bool, model: str, body: dict) -> None:
         prompt = _prompt_text(body)

@@ -7,8 +7,10 @@ requests made by the host's python3 (as a client on the host's network would).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = "/opt/solv"
 
@@ -87,11 +89,17 @@ def address(inventory):
 
 
 @pytest.fixture(scope="module")
-def models(inventory):
-    """vllm_models with the contract's defaults, by instance name."""
+def models(host):
+    """vllm_models as the roles see them (templated), with the contract's defaults, by instance name."""
     out = {}
-    for m in inventory["vllm_models"]:
+    for m in host.ansible("ansible.builtin.debug", "var=vllm_models", check=False)["vllm_models"]:
         m = dict(m)
         m.setdefault("served_model_name", m["name"])
         out[m["name"]] = m
     return out
+
+
+def standin_image(m):
+    """The image an instance runs: its own tag (a canary) or the host's; the stand-in's version is its tag."""
+    versions = yaml.safe_load((Path(__file__).resolve().parents[3] / "lab/images/versions.yml").read_text())
+    return f"solv-lab/vllm-standin:{m.get('image_tag') or versions['vllm_standin']}"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, env_file, http, inspect, secret, sse_text
+from conftest import ROOT, env_file, http, inspect, secret, sse_text, standin_image
 
 from solv_provision import routing
 
@@ -122,7 +122,7 @@ def test_chat_completion_reaches_each_instance(host, base, models):
                  {"model": m["served_model_name"], "messages": [{"role": "user", "content": PROMPT}]})
         assert r["status"] == 200, r
         answer = r["json"]["choices"][0]["message"]["content"]
-        assert answer == f"[{m['served_model_name']}@{me}:{m['port']}] echo: {PROMPT}"
+        assert answer == f"[{m['served_model_name']}@{me}:{m['port']} v{standin_image(m).split(':')[1]}] echo: {PROMPT}"
 
 
 def test_streamed_chat_completion_reaches_each_instance(host, base, models):
@@ -133,7 +133,7 @@ def test_streamed_chat_completion_reaches_each_instance(host, base, models):
                  {"model": m["served_model_name"], "stream": True, "messages": [{"role": "user", "content": PROMPT}]})
         assert r["status"] == 200, r
         assert r["type"].startswith("text/event-stream")
-        assert sse_text(r["body"]) == f"[{m['served_model_name']}@{me}:{m['port']}] echo: {PROMPT}"
+        assert sse_text(r["body"]) == f"[{m['served_model_name']}@{me}:{m['port']} v{standin_image(m).split(':')[1]}] echo: {PROMPT}"
 
 
 def test_unknown_model_is_refused(host, base):

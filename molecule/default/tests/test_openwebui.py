@@ -102,7 +102,7 @@ def test_models_from_litellm_and_a_chat_through_them(host, base, env, models):
                     {"model": model, "stream": False, "messages": [{"role": "user", "content": PROMPT}]})
         assert chat["status"] == 200, chat
         answer = chat["json"]["choices"][0]["message"]["content"]
-        # The vLLM stand-in's deterministic answer: "[<served name>@<identity>:<port>] echo: <prompt>".
+        # The vLLM stand-in's deterministic answer: "[<served name>@<identity>:<port> v<version>] echo: <prompt>".
         assert answer.startswith(f"[{model}@"), answer
         assert answer.endswith(f"] echo: {PROMPT}"), answer
 

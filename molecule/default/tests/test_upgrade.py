@@ -1,16 +1,28 @@
-"""`solv-provision upgrade` on the converged stack (the CLI against this scenario's inventory): a changed vLLM
-setting is rolled out after the staging pass, the gateway's data is backed up before the gateway hosts are
-touched, nothing that did not change restarts, and the stack answers through LiteLLM afterwards. An `apply`
-without the change puts the inventory's state back."""
+"""`solv-provision upgrade` and `check` on the converged stack (the CLI against this scenario's inventory).
+
+- A changed vLLM setting is rolled out after the staging pass, the gateway's data is backed up before the
+  gateway hosts are touched, nothing that did not change restarts, and the stack answers through LiteLLM
+  afterwards. An `apply` without the change puts the inventory's state back.
+- LiteLLM and Open WebUI upgraded to newer images (the lab's -next releases): a user and a chat made through
+  Open WebUI's API before are the same rows, byte for byte, after; the backup taken before holds them too and
+  matches its checksum. Last in this file: the gateway stays on the -next images (the scenario ends after
+  the side effect, which touches vLLM and LiteLLM's config only).
+- `check` after a hand edit of a config file on the host shows that file's diff and exits 3.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import tarfile
+import time
 from pathlib import Path
 
+import yaml
 from conftest import ROOT, env_file, http, inspect, secret
 
 VLLM = ["solv-vllm-qwen-0.5b", "solv-vllm-llama-1b"]
@@ -51,3 +63,90 @@ def test_upgrade_rolls_out_a_change_with_a_backup_first(host, address, tmp_path)
         restored, output = _cli("apply", "--tags", "vllm")
         assert restored.returncode == 0, output[-4000:]
     assert "SOLV_UPGRADE_TEST" not in env_file(host, f"{ROOT}/vllm/qwen-0.5b/env")
+
+
+def test_check_after_a_hand_edit_shows_the_diff_and_exits_3(host):
+    config = f"{ROOT}/litellm/config.yaml"
+    original = host.file(config).content_string
+    host.check_output("sh -c %s", f"echo '# edited by hand' >> {config}")
+    try:
+        drift, output = _cli("check", "--tags", "litellm")
+        assert drift.returncode == 3, output[-4000:]
+        assert config in output and "-# edited by hand" in output, output[-4000:]
+    finally:
+        host.check_output("sed -i '$ d' %s", config)  # the appended line, by hand again: nothing restarts
+    assert host.file(config).content_string == original
+    clean, output = _cli("check", "--tags", "litellm")
+    assert clean.returncode == 0, output[-4000:]
+
+
+# --- the gateway to newer images, its data untouched --------------------------------------------------------
+VERSIONS = yaml.safe_load((Path(__file__).resolve().parents[3] / "lab/images/versions.yml").read_text())
+WEBUI_DB = f"{ROOT}/data/openwebui/webui.db"
+# The rows of one user and one chat of Open WebUI's database, as stored (repr of each value). Read-only.
+_ROWS = (
+    "import json, sqlite3, sys\n"
+    "db = sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True)\n"
+    "rows = {t: [[repr(v) for v in r] for r in db.execute(f'SELECT * FROM \"{t}\" WHERE id = ?', (k,))]\n"
+    "        for t, k in (('user', sys.argv[2]), ('auth', sys.argv[2]), ('chat', sys.argv[3]))}\n"
+    "print(json.dumps(rows))\n"
+)
+
+
+def _rows_in(db_path, user_id, chat_id):
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return {t: [[repr(v) for v in r] for r in db.execute(f'SELECT * FROM "{t}" WHERE id = ?', (k,))]
+                for t, k in (("user", user_id), ("auth", user_id), ("chat", chat_id))}
+    finally:
+        db.close()
+
+
+def _webui(host):
+    return "http://" + host.check_output("docker port solv-openwebui 8080/tcp").splitlines()[0]
+
+
+def test_gateway_upgrade_to_newer_images_keeps_users_and_chats(host, address, tmp_path):
+    base = _webui(host)
+    admin = http(host, "POST", f"{base}/api/v1/auths/signin",
+                 payload={"email": env_file(host, f"{ROOT}/openwebui/env")["WEBUI_ADMIN_EMAIL"],
+                          "password": secret(host, "openwebui_admin_password")})
+    assert admin["status"] == 200, admin
+    email, password = f"upgrade-{time.time_ns()}@example.org", "Upgrade-Test-2026!"
+    added = http(host, "POST", f"{base}/api/v1/auths/add", admin["json"]["token"],
+                 {"name": "Upgrade Tester", "email": email, "password": password, "role": "user"})
+    assert added["status"] == 200, added
+    token = http(host, "POST", f"{base}/api/v1/auths/signin", payload={"email": email, "password": password})
+    chat = http(host, "POST", f"{base}/api/v1/chats/new", token["json"]["token"],
+                {"chat": {"title": "Kept across the upgrade", "models": [],
+                          "messages": [{"id": "m1", "role": "user", "content": "still here?"}]}})
+    assert chat["status"] == 200, chat
+    ids = (added["json"]["id"], chat["json"]["id"])
+    before = json.loads(host.check_output("python3 -c %s %s %s %s", _ROWS, WEBUI_DB, *ids))
+    assert all(before.values()), before
+    started = {n: _started(host, n) for n in VLLM + GATEWAY}
+
+    new = {"litellm_image_tag": f"{VERSIONS['litellm']}-next", "openwebui_image_tag": f"{VERSIONS['open_webui']}-next"}
+    run, output = _cli("upgrade", "--backup-dir", str(tmp_path), "-e", json.dumps(new))
+    assert run.returncode == 0, output[-5000:]
+    assert inspect(host, "solv-litellm")["Config"]["Image"] == f"solv-lab/litellm:{new['litellm_image_tag']}"
+    assert inspect(host, "solv-openwebui")["Config"]["Image"] == f"solv-lab/open-webui:{new['openwebui_image_tag']}"
+    assert {n: _started(host, n) != started[n] for n in VLLM + GATEWAY} == \
+        {**{n: False for n in VLLM + GATEWAY}, "solv-litellm": True, "solv-openwebui": True}
+    # The Open WebUI gate signed in as the admin (the model list answers only to a signed-in user).
+    gate = json.loads(host.file(f"{ROOT}/gates/solv-openwebui.json").content_string)
+    assert [c["url"].rsplit("/", 1)[1] for c in gate["checks"]] == ["health", "models"] and gate["checks"][1]["signin"]
+
+    assert json.loads(host.check_output("python3 -c %s %s %s %s", _ROWS, WEBUI_DB, *ids)) == before
+    [folder] = list(tmp_path.glob("*/*/manifest.json"))
+    part = json.loads(folder.read_text())["parts"]["openwebui"]
+    tarball = folder.parent / part["file"]
+    assert hashlib.sha256(tarball.read_bytes()).hexdigest() == part["sha256"]
+    with tarfile.open(tarball) as tar:
+        member = next(m for m in tar.getmembers() if m.name.rsplit("/", 1)[-1] == "webui.db")
+        (tmp_path / "webui.db").write_bytes(tar.extractfile(member).read())
+    assert _rows_in(tmp_path / "webui.db", *ids) == before
+
+    answer = http(host, "POST", f"http://{address}:4000/v1/chat/completions", secret(host, "litellm_master_key"),
+                  {"model": "qwen-0.5b", "messages": [{"role": "user", "content": "after"}], "max_tokens": 8})
+    assert answer["status"] == 200, answer

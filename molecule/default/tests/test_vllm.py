@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, env_file, http, inspect, secret
+from conftest import ROOT, env_file, http, inspect, secret, standin_image
 
 # The lab pins its image versions in one place; the scenario's inventory points at them.
 VERSIONS = yaml.safe_load((Path(__file__).resolve().parents[3] / "lab/images/versions.yml").read_text())
@@ -33,13 +33,15 @@ def test_one_unit_per_instance_active_and_enabled(host, models):
 
 
 def test_containers_run_the_pinned_image(host, models):
-    for name in models:
+    """Each instance runs the host's image or its own pin (llama-1b: a canary on the stand-in's next release)."""
+    assert {standin_image(m) for m in models.values()} == {IMAGE, f"solv-lab/vllm-standin:{VERSIONS['vllm_standin_next']}"}
+    for name, m in models.items():
         info = inspect(host, unit(name))
         assert info["State"]["Running"]
-        assert info["Config"]["Image"] == IMAGE
-        assert info["Config"]["Labels"]["solv.image"] == IMAGE
+        assert info["Config"]["Image"] == standin_image(m)
+        assert info["Config"]["Labels"]["solv.image"] == standin_image(m)
         # The image the tag points at now is the one running (no stale image after a reload).
-        wanted = host.check_output("docker image inspect --format '{{.Id}}' %s", IMAGE)
+        wanted = host.check_output("docker image inspect --format '{{.Id}}' %s", standin_image(m))
         assert info["Image"] == wanted
         # systemd restarts the container; Docker must not also do it.
         assert info["HostConfig"]["RestartPolicy"]["Name"] in ("", "no")

@@ -11,6 +11,7 @@ import json
 import os
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import testinfra
@@ -23,6 +24,8 @@ testinfra_hosts = ["ansible://molecule-stack-gw"]
 ROOT = "/opt/solv"
 GW, INF1, INF2 = "molecule-stack-gw", "molecule-stack-inf1", "molecule-stack-inf2"
 PROMPT = "Which replica are you"
+VERSIONS = yaml.safe_load((Path(__file__).resolve().parents[3] / "lab/images/versions.yml").read_text())
+STANDIN = VERSIONS["vllm_standin"]
 
 _REQUEST = (
     "import json, sys, urllib.request, urllib.error\n"
@@ -112,8 +115,8 @@ def test_replicated_model_answered_by_both_hosts(host, base, master_key):
                  {"model": "shared-model", "messages": [{"role": "user", "content": PROMPT}]})
         assert r["status"] == 200, r
         answer = r["json"]["choices"][0]["message"]["content"]
-        # "[shared-model@<inventory host>:8001] echo: <prompt>"
-        assert answer.startswith("[shared-model@") and answer.endswith(f":8001] echo: {PROMPT}"), answer
+        # "[shared-model@<inventory host>:8001 v<version>] echo: <prompt>"
+        assert answer.startswith("[shared-model@") and answer.endswith(f":8001 v{STANDIN}] echo: {PROMPT}"), answer
         seen[answer.split("@", 1)[1].split(":", 1)[0]] += 1
     assert set(seen) == {INF1, INF2}, seen
 
@@ -123,7 +126,7 @@ def test_single_host_model_routed_or_gone(host, base, master_key, phase):
              {"model": "solo-model", "messages": [{"role": "user", "content": PROMPT}]})
     if phase == "full":
         assert r["status"] == 200, r
-        assert r["json"]["choices"][0]["message"]["content"] == f"[solo-model@{INF1}:8002] echo: {PROMPT}"
+        assert r["json"]["choices"][0]["message"]["content"] == f"[solo-model@{INF1}:8002 v{STANDIN}] echo: {PROMPT}"
     else:
         assert 400 <= r["status"] < 500, r
 
@@ -217,6 +220,26 @@ def test_a_stopped_replica_costs_no_request(host, base, master_key, wanted):
         assert http(host, "GET", health)["status"] == 200
 
 
+def test_an_unreachable_replica_host_costs_no_request(host, base, master_key, wanted):
+    """One replica's host off the network (as a powered-off or cut-off host: no answer at all, not a refusal):
+    LiteLLM's retry lands on the other replica and the unreachable one is cooled down; no request fails."""
+    import subprocess
+
+    network, inf2 = "molecule-stack-multi", wanted[INF2]["solv_internal_address"]
+    subprocess.run(["docker", "network", "disconnect", network, INF2], check=True, capture_output=True)
+    try:
+        out = json.loads(host.check_output("python3 -c %s %s %s %s %s", _LOOP, f"{base}/v1/chat/completions",
+                                           master_key, "shared-model", "20"))
+        assert out["failed"] == [] and out["by"] == {INF1: 20}, out
+    finally:
+        subprocess.run(["docker", "network", "connect", "--ip", inf2, network, INF2], check=True, capture_output=True)
+    for _ in range(60):
+        if http(host, "GET", f"http://{inf2}:8001/health")["status"] == 200:
+            break
+        time.sleep(1)
+    assert http(host, "GET", f"http://{inf2}:8001/health")["status"] == 200
+
+
 # The same client, in the background until /tmp/solv-loop.stop exists (at most 600 s); the result in
 # /tmp/solv-loop.json.
 _BACKGROUND_LOOP = _LOOP.replace(
@@ -227,34 +250,72 @@ _BACKGROUND_LOOP = _LOOP.replace(
           "open('/tmp/solv-loop.json', 'w').write(json.dumps({'failed': failed, 'by': by, 'requests': i}))\n")
 
 
-def test_upgrade_of_replicas_one_host_at_a_time_costs_no_request(host, base, master_key, phase):
-    """`solv-provision upgrade --service vllm` with a changed setting: both replicas restart, one host at a time
-    (each behind its health gate), while a client on the gateway keeps sending requests: none fails."""
-    if phase != "removed-solo":
-        pytest.skip("runs once, in the last verify")
+def _upgrade(*args):
     import subprocess
     import sys
     from pathlib import Path
 
+    cli = Path(sys.executable).parent / "solv-provision"
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    run = subprocess.run([str(cli), "upgrade", "-i", str(inventory), *args], capture_output=True, text=True,
+                         timeout=900, check=False)
+    return run.returncode, run.stdout + run.stderr
+
+
+def _image(name, unit="solv-vllm-shared"):
+    return json.loads(other(name).check_output("docker container inspect %s", unit))[0]
+
+
+def _answers(host, base, master_key, n=20):
+    """Which (host, version) answered each of n requests for the replicated model."""
+    seen = Counter()
+    for _ in range(n):
+        r = http(host, "POST", f"{base}/v1/chat/completions", master_key,
+                 {"model": "shared-model", "messages": [{"role": "user", "content": PROMPT}]})
+        assert r["status"] == 200, r
+        # "[shared-model@<host>:8001 v<version>] echo: <prompt>"
+        who = r["json"]["choices"][0]["message"]["content"].split("@", 1)[1].split("]", 1)[0]
+        seen[(who.split(":", 1)[0], who.rsplit(" v", 1)[1])] += 1
+    return seen
+
+
+def test_upgrade_to_a_release_and_to_a_broken_one_costs_no_request(host, base, master_key, phase):
+    """`upgrade --service vllm` while a client on the gateway keeps sending requests through LiteLLM:
+    to the stand-in's next release, one host at a time (each behind its health gate): every replica answers
+    with the new version; then to a release that cannot start: the first host is rolled back to the running
+    release and healthy, the second is untouched, the upgrade exits 1 naming host, service and the log line.
+    No request of the client fails in all of it."""
+    if phase != "removed-solo":
+        pytest.skip("runs once, in the last verify")
+    v1, v2 = STANDIN, VERSIONS["vllm_standin_next"]
+    assert set(_answers(host, base, master_key)) == {(INF1, v1), (INF2, v1)}
+
     host.run("rm -f /tmp/solv-loop.stop /tmp/solv-loop.json")
     host.run("setsid nohup python3 -c %s %s %s %s %s >/dev/null 2>&1 &", _BACKGROUND_LOOP,
              f"{base}/v1/chat/completions", master_key, "shared-model", "0")
-    # Extra vars are templated per host: each replica keeps naming its own host.
-    change = {"vllm_extra_env": {"SOLV_UPGRADE_TEST": "2", "SOLV_STANDIN_IDENTITY": "{{ inventory_hostname }}"}}
-    cli = Path(sys.executable).parent / "solv-provision"
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
     try:
-        run = subprocess.run([str(cli), "upgrade", "-i", str(inventory), "--service", "vllm", "-e", json.dumps(change)],
-                             capture_output=True, text=True, timeout=900, check=False)
+        rc, upgraded = _upgrade("--service", "vllm", "-e", json.dumps({"vllm_image_tag": v2}))
+        assert rc == 0, upgraded[-5000:]
+        assert set(_answers(host, base, master_key)) == {(INF1, v2), (INF2, v2)}
+        inf2_started = _image(INF2)["State"]["StartedAt"]
+
+        rc, broken = _upgrade("--service", "vllm", "-e", json.dumps({"vllm_image_tag": f"{v1}-broken"}))
     finally:
         host.run("touch /tmp/solv-loop.stop")
         for _ in range(120):
             if host.file("/tmp/solv-loop.json").exists:
                 break
             time.sleep(1)
-    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
-    for name in (INF1, INF2):
-        assert "SOLV_UPGRADE_TEST=2\n" in other(name).file(f"{ROOT}/vllm/shared/env").content_string
+    assert rc == 1, broken[-5000:]
+    assert f"solv-vllm-shared on {INF1}: the new version failed its health gate and was ROLLED BACK to the " \
+           f"previous version (solv-lab/vllm-standin:{v2}" in broken, broken[-5000:]
+    assert "is healthy again" in broken and "Engine core initialization failed" in broken, broken[-5000:]
+    assert f"untouched (the rollout stopped): {INF2}" in broken, broken[-5000:]
+    assert _image(INF1)["Config"]["Image"] == f"solv-lab/vllm-standin:{v2}"
+    assert _image(INF2)["Config"]["Image"] == f"solv-lab/vllm-standin:{v2}"
+    assert _image(INF2)["State"]["StartedAt"] == inf2_started, "the host after the failed one was touched"
+    assert set(_answers(host, base, master_key)) == {(INF1, v2), (INF2, v2)}
+
     out = json.loads(host.file("/tmp/solv-loop.json").content_string)
-    assert out["requests"] >= 10 and out["failed"] == [], out
+    assert out["requests"] >= 20 and out["failed"] == [], out
     assert set(out["by"]) == {INF1, INF2}, out

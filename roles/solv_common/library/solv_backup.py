@@ -114,13 +114,10 @@ import sqlite3
 import stat
 import subprocess
 import tarfile
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from datetime import datetime, timezone
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.solv_gate import failure, journal, read_gate, wait
 
 FORMAT = 1
 # What a part is: a directory below root_dir and the unit that uses it (stopped while it is restored).
@@ -135,8 +132,6 @@ SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
 # A database the backup fails on when it cannot be copied online; any other SQLite file (an uploaded one, say)
 # is then copied as a plain file, with a warning.
 ESSENTIAL_DATABASES = ("webui.db",)
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-_ADDRESS = "{container_address}"
 
 
 class BackupError(Exception):
@@ -425,100 +420,11 @@ def systemctl(verb, unit):
         raise BackupError(f"systemctl {verb} {unit}: {' '.join((err or out).split())[:300] or f'exit {rc}'}")
 
 
-def unit_state(unit):
-    rc, out, _ = run(["systemctl", "show", f"{unit}.service", "--property=ActiveState,SubState,NRestarts"])
-    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line) if rc == 0 else {}
-    return values.get("ActiveState", ""), values.get("SubState", ""), int(values.get("NRestarts") or 0)
-
-
-def journal(unit, lines=20):
-    rc, out, _ = run(["journalctl", "-u", f"{unit}.service", "-n", str(lines), "--no-pager", "-o", "cat"])
-    return out.strip() if rc == 0 else ""
-
-
-def read_gate(root_dir, unit):
-    try:
-        with open(os.path.join(root_dir, "gates", f"{unit}.json"), encoding="utf-8") as f:
-            gate = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return gate if isinstance(gate, dict) and isinstance(gate.get("checks"), list) else None
-
-
-def container_address(docker, name, network):
-    rc, out, _ = run([docker, "container", "inspect", "--format", "{{json .NetworkSettings.Networks}}", name])
-    try:
-        net = (json.loads(out) or {}).get(network) or {} if rc == 0 else {}
-    except ValueError:
-        return None
-    if net.get("IPAddress"):
-        return net["IPAddress"]
-    return f"[{net['GlobalIPv6Address']}]" if net.get("GlobalIPv6Address") else None
-
-
-def check(c, address=None, timeout=5.0):
-    """One HTTP check -> (ok, detail): the semantics of _check() in solv_container_wait.py (a compact copy)."""
-    url = c["url"]
-    if _ADDRESS in url:
-        if not address:
-            return False, "the container has no address on its network yet"
-        url = url.replace(_ADDRESS, address)
-    data = json.dumps(c["body"]).encode() if c.get("body") is not None else None
-    headers = {**({"Content-Type": "application/json"} if data else {}), **(c.get("headers") or {})}
-    request = urllib.request.Request(url, data=data, headers=headers, method=c.get("method") or "GET")
-    accepted = c.get("status") or [200]
-    try:
-        with _NO_PROXY.open(request, timeout=max(timeout, 30) if data else timeout) as response:
-            status, body = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read()
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return False, f"no answer: {getattr(exc, 'reason', exc)}"
-    if status not in accepted:
-        answer = " ".join(body.decode("utf-8", "replace").split())[:300]
-        return False, f"status {status}, want {accepted}" + (f": {answer}" if answer else "")
-    wanted = c.get("models") or []
-    if wanted:
-        try:
-            ids = {str(item.get("id")) for item in json.loads(body).get("data", [])}
-        except (ValueError, AttributeError, TypeError):
-            return False, "response is not an OpenAI model list"
-        missing = sorted(set(wanted) - ids)
-        if missing:
-            return False, f"models missing: {', '.join(missing)}"
-    return True, "ok"
-
-
-def safe_url(url):
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, "", ""))
-
-
-def wait_gate(unit, gate, p, max_restarts=3):
-    """Run the gate until every check passes, the timeout passes, or the unit crash-loops -> (ok, detail, s)."""
-    start = time.monotonic()
-    _, _, restarts0 = unit_state(unit)
-    needs_address = any(_ADDRESS in c.get("url", "") for c in gate["checks"])
-    while True:
-        active, sub, restarts = unit_state(unit)
-        elapsed = round(time.monotonic() - start, 1)
-        if active == "failed" or restarts - restarts0 >= max_restarts:
-            return False, f"the unit keeps exiting (unit {active}/{sub}, restarted {restarts - restarts0} times)", elapsed
-        address = container_address(p["docker"], unit, gate.get("network") or "solv") if needs_address else None
-        ok, detail, url = True, "ok", None
-        for c in gate["checks"]:
-            ok, detail = check(c, address, p["check_timeout"])
-            if not ok:
-                url = safe_url(c["url"])
-                break
-        if ok:
-            return True, "ok", elapsed
-        if elapsed >= p["gate_timeout"]:
-            return False, f"not healthy after {p['gate_timeout']:g}s: {url}: {detail} (unit {active}/{sub})", elapsed
-        time.sleep(p["delay"])
+def wait_gate(unit, gate, p):
+    """Run the unit's recorded gate until it passes -> (ok, detail, seconds)."""
+    outcome = wait(run, unit, gate["checks"], p["gate_timeout"], p["delay"], network=gate.get("network") or "solv",
+                   docker=p["docker"], check_timeout=p["check_timeout"])
+    return outcome["ok"], "ok" if outcome["ok"] else failure(outcome, p["gate_timeout"]), outcome["elapsed"]
 
 
 def restore(p):
@@ -592,7 +498,7 @@ def put_back(p, units, gates, swapped):
         if ok:
             verdicts.append(f"{u} is healthy again ({elapsed:g}s)")
         else:
-            log = journal(u)
+            log = journal(run, u, 20)
             verdicts.append(f"{u} is NOT healthy either: {detail}" + (f". Last log lines:\n{log}" if log else ""))
     what = "The previous data was put back" if swapped else "Nothing was changed"
     return f"{what}; " + "; ".join(verdicts) if verdicts else f"{what}."

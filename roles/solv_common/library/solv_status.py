@@ -79,16 +79,12 @@ import json
 import os
 import re
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.solv_gate import (address_on, check, is_model_list, model_ids, read_gate, redact,
+                                            run_gate, safe_url, secrets_of)
 
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-_ADDRESS = "{container_address}"
-_SECRET_PARAM = re.compile(r"key|token|secret|pass|auth|sig", re.IGNORECASE)
 _UNIT_PROPS = "Id,LoadState,ActiveState,SubState,NRestarts,ActiveEnterTimestampMonotonic"
 LITELLM = "solv-litellm"
 
@@ -170,14 +166,6 @@ def containers(run, docker, names):
     return found
 
 
-def address_on(networks, network):
-    """The container's address on `network` (brackets for IPv6), or None."""
-    net = (networks or {}).get(network) or {}
-    if net.get("IPAddress"):
-        return net["IPAddress"]
-    return f"[{net['GlobalIPv6Address']}]" if net.get("GlobalIPv6Address") else None
-
-
 def rollback(root_dir, name):
     try:
         with open(os.path.join(root_dir, "rollback", name, "state.json"), encoding="utf-8") as f:
@@ -186,113 +174,6 @@ def rollback(root_dir, name):
         return {"present": False, "image_ref": None, "image_id": None, "saved_at": None}
     return {"present": True, "image_ref": state.get("image_ref") or None, "image_id": state.get("image_id") or None,
             "saved_at": state.get("saved_at")}
-
-
-def read_gate(root_dir, name):
-    """The recorded gate {name, checks, network?}, or None."""
-    try:
-        with open(os.path.join(root_dir, "gates", f"{name}.json"), encoding="utf-8") as f:
-            gate = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return gate if isinstance(gate, dict) and isinstance(gate.get("checks"), list) else None
-
-
-# --- one HTTP check ------------------------------------------------------------------------------------------
-def check(check, address=None, timeout=5.0, post_timeout=15.0):
-    """One HTTP check -> (ok, status, detail, body).
-
-    The semantics of _check() in solv_container_wait.py (a compact copy: Ansible modules are self-contained),
-    with short timeouts, and the answer's body returned so that a /v1/models check can be read.
-    """
-    url = check["url"]
-    if _ADDRESS in url:
-        if not address:
-            return False, -1, "the container has no address on its network", b""
-        url = url.replace(_ADDRESS, address)
-    data = json.dumps(check["body"]).encode() if check.get("body") is not None else None
-    headers = {**({"Content-Type": "application/json"} if data else {}), **(check.get("headers") or {})}
-    request = urllib.request.Request(url, data=data, headers=headers, method=check.get("method") or "GET")
-    accepted = check.get("status") or [200]
-    try:
-        with _NO_PROXY.open(request, timeout=post_timeout if data else timeout) as response:
-            status, body = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read()
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return False, -1, f"no answer: {getattr(exc, 'reason', exc)}", b""
-    if status not in accepted:
-        answer = " ".join(body.decode("utf-8", "replace").split())[:300]
-        return False, status, f"status {status}, want {accepted}" + (f": {answer}" if answer else ""), body
-    wanted = check.get("models") or []
-    if wanted:
-        ids = model_ids(body)
-        if ids is None:
-            return False, status, "response is not an OpenAI model list", body
-        missing = sorted(set(wanted) - set(ids))
-        if missing:
-            return False, status, f"models missing: {', '.join(missing)} (listed: {', '.join(sorted(ids))})", body
-    return True, status, "ok", body
-
-
-def model_ids(body):
-    """data[].id of an OpenAI model list, or None when the body is not one."""
-    try:
-        return sorted({str(item.get("id")) for item in json.loads(body).get("data", [])})
-    except (ValueError, AttributeError, TypeError):
-        return None
-
-
-def safe_url(url):
-    """A URL fit for output: no user:password, values of secret-looking query parameters replaced."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    query = "&".join(
-        f"{k}={'***' if _SECRET_PARAM.search(k) else v}" if sep else k
-        for k, sep, v in (pair.partition("=") for pair in parts.query.split("&") if pair)
-    )
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-def run_gate(gate, address, timeout, post_timeout):
-    """The gate's checks in order until one fails -> ({ok, url, detail}, {models url: ids})."""
-    models = {}
-    for c in gate["checks"]:
-        ok, _, detail, body = check(c, address, timeout, post_timeout)
-        if ok and urllib.parse.urlsplit(c["url"]).path.rstrip("/").endswith("/v1/models"):
-            ids = model_ids(body)
-            if ids is not None:
-                models[c["url"]] = ids
-        if not ok:
-            return {"ok": False, "url": safe_url(c["url"]), "detail": detail}, models
-    return {"ok": True, "url": None, "detail": "ok"}, models
-
-
-def secrets_of(gate):
-    """Every header value of a gate, and the token after 'Bearer ' (for redaction)."""
-    values = set()
-    for c in (gate or {}).get("checks", []):
-        for v in (c.get("headers") or {}).values():
-            v = str(v)
-            values.add(v)
-            if " " in v:
-                values.add(v.split(" ", 1)[1])
-    return {v for v in values if len(v) >= 4}
-
-
-def redact(value, secrets):
-    """`value` (nested dicts, lists, strings) with every secret in a string replaced by ***."""
-    if isinstance(value, dict):
-        return {k: redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, secrets) for v in value]
-    if isinstance(value, str):
-        for s in sorted(secrets, key=len, reverse=True):
-            value = value.replace(s, "***")
-    return value
 
 
 # --- GPUs ----------------------------------------------------------------------------------------------------
@@ -353,7 +234,12 @@ def status(run, p, nvidia_smi=None):
         if not container["running"]:
             return {"ok": None, "url": None, "detail": "not run: the container is not running"}, {}
         network = gate.get("network") or container["network"]
-        return run_gate(gate, address_on(container.get("_networks"), network), p["timeout"], p["post_timeout"])
+        results, models = run_gate(gate["checks"], address_on(container.get("_networks"), network), p["timeout"],
+                                   p["post_timeout"])
+        failed = next((r for r in results if not r["ok"]), None)
+        if failed:
+            return {"ok": False, "url": safe_url(failed["url"]), "detail": failed["detail"]}, models
+        return {"ok": True, "url": None, "detail": "ok"}, models
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         healths = dict(zip(names, pool.map(health, names)))
@@ -387,8 +273,7 @@ def litellm_models(param, gate, seen, timeout, secrets):
             headers["Authorization"] = f"Bearer {key}"
         probe = {"url": url, "headers": headers}
     else:
-        probe = next((c for c in (gate or {}).get("checks", [])
-                      if urllib.parse.urlsplit(c["url"]).path.rstrip("/").endswith("/v1/models")), None)
+        probe = next((c for c in (gate or {}).get("checks", []) if is_model_list(c["url"])), None)
         if probe is None:
             return {"url": None, "models": None, "error": "no /v1/models check in the solv-litellm gate"}
         if probe["url"] in seen:

@@ -1,9 +1,17 @@
-"""vLLM role filters: an instance's command line and GPU options.
+"""vLLM role filters: an instance's image, command line and GPU options.
 
 Input entries are already normalized by solv_vllm_models (served_model_name, parallel sizes).
 """
 
 from __future__ import annotations
+
+
+def vllm_instance_image(instance, image, tag, archive=""):
+    """{ref, archive} of the image one instance runs: its own image/image_tag, else the host's. The host's
+    archive holds the host's image only, so an instance with another image has its own archive or none."""
+    ref = f"{instance.get('image') or image}:{instance.get('image_tag') or tag}"
+    own = instance.get("image_archive")
+    return {"ref": ref, "archive": own if own else (archive if ref == f"{image}:{tag}" else "")}
 
 
 def vllm_command_args(instance):
@@ -43,6 +51,7 @@ def vllm_gpu_args(instance, mode):
 class FilterModule:
     def filters(self):
         return {
+            "vllm_instance_image": vllm_instance_image,
             "vllm_command_args": vllm_command_args,
             "vllm_gpu_args": vllm_gpu_args,
         }
