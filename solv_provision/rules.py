@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from solv_provision import addresses
+from solv_provision import addresses, specs, value_types
 
 Problems = list[tuple[str, str]]
 
@@ -27,33 +27,32 @@ SECRET_PARAMS = ("api_key", "aws_access_key_id", "aws_secret_access_key", "verte
 
 
 def role_problems(role: str, values: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> Problems:
-    """(key, message) for everything wrong with one host's settings of `role` (empty when fine)."""
+    """(key, message) for everything wrong with one host's settings of `role` (empty when fine).
+
+    Types first (value_types: exactly what the role uses, no coercion); a variable of the wrong type counts
+    as its default for the role's other rules, so one mistake gives one message."""
     rule = ROLE_RULES.get(role)
-    return rule(values, dict(context or {})) if rule else []
+    if not rule:
+        return []
+    typed: Problems = []
+    for key, spec in specs.role_specs()[role].options.items():
+        if values.get(key) is not None:
+            typed += value_types.problems(key, spec, values[key])
+    wrong = {re.split(r"[\[.]", label, maxsplit=1)[0] for label, _ in typed}
+    usable = {key: specs.default(key) if key in wrong else value for key, value in values.items()}
+    ctx = dict(context or {})
+    if "vllm_models" in wrong:
+        ctx["models"] = []
+    return typed + rule(usable, ctx)
 
 
 # --- shared by every service role --------------------------------------------------------------------------
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _container_problems(prefix: str, v: Mapping[str, Any]) -> Problems:
-    """Image, timeouts, resource limits and extra environment: the same names in every service role."""
+    """Resource limits and extra environment: the same names in every service role (types, empty images and
+    timeouts below 1 are value_types' business)."""
     problems: Problems = []
-    for key in (f"{prefix}_image", f"{prefix}_image_tag"):
-        if not str(v.get(key) or "").strip():
-            problems.append((key, "must not be empty"))
-    for key in (f"{prefix}_start_timeout", f"{prefix}_stop_timeout"):
-        seconds = _int(v.get(key))
-        if seconds is None or seconds <= 0:
-            problems.append((key, f"must be a positive number of seconds (got {v.get(key)!r})"))
     memory = str(v.get(f"{prefix}_memory_limit") or "")
     if memory and not _MEMORY.fullmatch(memory):
         problems.append((f"{prefix}_memory_limit", f"{memory!r} is not a Docker memory size (e.g. 8g, 512m)"))
@@ -77,11 +76,6 @@ def _env_problems(key: str, env: Any) -> Problems:
         elif isinstance(value, (dict, list)) or any(c in str(value) for c in "\r\n"):
             problems.append((f"{key}.{name}", "must be one line of text (an env file holds nothing else)"))
     return problems
-
-
-def _port_problems(key: str, value: Any) -> Problems:
-    port = _int(value)
-    return [] if port is not None and 1 <= port <= 65535 else [(key, f"{value!r} is not a port (1-65535)")]
 
 
 def _bind_problems(key: str, value: Any, own_address: str) -> Problems:
@@ -109,14 +103,10 @@ def vllm_host_problems(models: list[dict[str, Any]], gpu_mode: str = "auto") -> 
         names.setdefault(m["name"], i)
         if not _UNIT_NAME.fullmatch(str(m["name"])):
             problems.append((label, "name may hold only letters, digits, '.', '_' and '-' (it names a systemd unit)"))
-        if not 1 <= int(m["port"]) <= 65535:
-            problems.append((label, f"port {m['port']} is not in 1-65535"))
         util = m.get("gpu_memory_utilization")
         if util is not None and not 0 < float(util) <= 1:
             problems.append((label, f"gpu_memory_utilization {util} must be in (0, 1]"))
         gpus = m["gpus"]
-        if any(int(g) < 0 for g in gpus):
-            problems.append((label, f"gpus {gpus}: GPU indices are 0 or more"))
         if len(set(gpus)) != len(gpus):
             problems.append((label, f"gpus {gpus} names a GPU twice"))
         if not gpus and gpu_mode != "none":
@@ -160,11 +150,7 @@ def litellm_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
     key = str(v.get("litellm_master_key") or "")
     if key and not key.startswith("sk-"):
         problems.append(("litellm_master_key", 'must start with "sk-" (LiteLLM refuses other master keys)'))
-    problems += _port_problems("litellm_port", v.get("litellm_port"))
     problems += _bind_problems("litellm_bind_address", v.get("litellm_bind_address"), ctx.get("own_address", ""))
-    workers = _int(v.get("litellm_num_workers"))
-    if workers is None or workers < 1:
-        problems.append(("litellm_num_workers", f"must be 1 or more (got {v.get('litellm_num_workers')!r})"))
     names = set(ctx.get("served_models") or [])
     externals = v.get("litellm_external_models") or []
     provider_env = v.get("litellm_provider_env") or {}
@@ -229,12 +215,7 @@ def searxng_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
         if not isinstance(engine, Mapping) or not engine.get("name"):
             problems.append((f"searxng_engines[{i}]", "needs a name (entries merge by name over SearXNG's engines)"))
     if v.get("searxng_publish"):
-        problems += _port_problems("searxng_port", v.get("searxng_port"))
         problems += _bind_problems("searxng_bind_address", v.get("searxng_bind_address"), ctx.get("own_address", ""))
-    for key in ("searxng_uid", "searxng_gid"):
-        ident = _int(v.get(key))
-        if ident is None or ident <= 0:
-            problems.append((key, "must be a positive id (the container never runs as root)"))
     settings = v.get("searxng_settings") or {}
     server = settings.get("server") if isinstance(settings, Mapping) else None
     if isinstance(server, Mapping) and "secret_key" in server:
@@ -251,7 +232,6 @@ _EMAIL = re.compile(r"[^@]+@localhost|[^@]+@[^@]+\.[^@]+")
 
 def openwebui_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
     problems: Problems = []
-    problems += _port_problems("openwebui_port", v.get("openwebui_port"))
     problems += _bind_problems("openwebui_bind_address", v.get("openwebui_bind_address"), ctx.get("own_address", ""))
     if not re.match(r"https?://", str(v.get("openwebui_openai_api_base_url") or "")):
         problems.append(("openwebui_openai_api_base_url", "must start with http:// or https://"))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from solv_provision import addresses, routing, rules, specs
+from solv_provision import addresses, routing, rules, specs, value_types
 from solv_provision.inventory import Inventory, Unresolved, has_unresolved, is_solv_var
 
 
@@ -46,7 +46,7 @@ def validate(inv: Inventory) -> list[Problem]:
     """All problems found, in a stable order (inventory-wide first, then per host)."""
     type_problems = list(_spec_types(inv))
     mistyped = {(p.host, _top_key(p.key)) for p in type_problems if p.key}
-    problems = [*_groups(inv), *type_problems, *_unknown_variables(inv), *_role_rules(inv, mistyped),
+    problems = [*_groups(inv), *_unresolvable(inv), *type_problems, *_unknown_variables(inv), *_role_rules(inv, mistyped),
                 *_host_ports(inv), *_replicas(inv)]
     return [_with_file(inv, p) for p in problems]
 
@@ -89,6 +89,36 @@ def _groups(inv: Inventory) -> Iterator[Problem]:
             )
 
 
+# --- lookups -----------------------------------------------------------------------------------------------
+
+
+def _unresolvable(inv: Inventory) -> Iterator[Problem]:
+    """Values a lookup could not compute (a file or environment the inventory reads is missing): the run would
+    fail on them too, inside tasks that hide their values. Templates over role defaults and values in a locked
+    vault are unknown offline by design and not reported."""
+    reported: set[tuple[Path | None, str]] = set()
+    for host, hostvars in inv.hosts.items():
+        for key, value in hostvars.items():
+            reason = next(_lookup_failures(value), None)
+            where = inv.provenance(host, key)
+            if reason is None or ((where, key) in reported and where is not None):
+                continue
+            reported.add((where, key))
+            yield Problem(f"cannot be resolved: {reason.replace(' Use -vvvvv to see paths searched.', '')}", host,
+                          key, where)
+
+
+def _lookup_failures(value: Any) -> Iterator[str]:
+    if isinstance(value, Unresolved) and "lookup plugin" in value.reason:
+        yield value.reason
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _lookup_failures(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _lookup_failures(v)
+
+
 # --- argument specs ----------------------------------------------------------------------------------------
 
 
@@ -99,6 +129,13 @@ def _spec_types(inv: Inventory) -> Iterator[Problem]:
     for host, hostvars in inv.hosts.items():
         for key, value in hostvars.items():
             if key not in options or has_unresolved(value):
+                continue
+            # Types first, without Ansible's coercion (value_types); Ansible's validator then checks what is
+            # left (required keys, choices, unknown keys) on values that are already the right type.
+            strict = value_types.problems(key, options[key][1], value)
+            for label, msg in strict:
+                yield Problem(msg, host, label)
+            if strict:
                 continue
             spec = _clean_spec(options[key][1])
             for msg in _errors(ArgumentSpecValidator({key: _shallow(spec)}), {key: value}):
@@ -214,7 +251,8 @@ def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterat
             values = {key: specs.default(key) if (host, key) in mistyped else _value(inv, host, key)
                       for key in specs.role_specs()[role].options}
             provider_env = inv.hosts[host].get("litellm_provider_env")
-            context = {"own_address": own_address, "models": _models(inv, host), "served_models": served,
+            models = [] if (host, "vllm_models") in mistyped else _models(inv, host)
+            context = {"own_address": own_address, "models": models, "served_models": served,
                        "models_malformed": malformed, "provider_env_known": not isinstance(provider_env, Unresolved)}
             for key, message in rules.role_problems(role, values, context):
                 yield Problem(message, host, key)
