@@ -46,8 +46,8 @@ def validate(inv: Inventory) -> list[Problem]:
     """All problems found, in a stable order (inventory-wide first, then per host)."""
     type_problems = list(_spec_types(inv))
     mistyped = {(p.host, _top_key(p.key)) for p in type_problems if p.key}
-    problems = [*_groups(inv), *_unresolvable(inv), *type_problems, *_unknown_variables(inv), *_role_rules(inv, mistyped),
-                *_host_ports(inv), *_replicas(inv)]
+    problems = [*_groups(inv), *_unresolvable(inv), *type_problems, *_unknown_variables(inv),
+                *_role_rules(inv, mistyped), *_host_ports(inv, mistyped), *_replicas(inv)]
     return [_with_file(inv, p) for p in problems]
 
 
@@ -264,7 +264,8 @@ def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterat
 _GATEWAY_PORTS = (("litellm_port", None), ("openwebui_port", None), ("searxng_port", "searxng_publish"))
 
 
-def _host_ports(inv: Inventory) -> Iterator[Problem]:
+def _host_ports(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterator[Problem]:
+    """Ports claimed twice on a host (a port of the wrong type was reported already and is left out here)."""
     gateway = set(inv.in_group("gateway"))
     for host in inv.hosts:
         used: dict[int, str] = {}
@@ -273,6 +274,8 @@ def _host_ports(inv: Inventory) -> Iterator[Problem]:
             claims.append((int(m["port"]), f"vllm_models[{i}] ({m['name']})"))
         if host in gateway:
             for var, enabled in _GATEWAY_PORTS:
+                if (host, var) in mistyped or (enabled and (host, enabled) in mistyped):
+                    continue
                 port = _value(inv, host, var)
                 if port is not None and (enabled is None or _value(inv, host, enabled)):
                     claims.append((int(port), var))

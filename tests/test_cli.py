@@ -203,6 +203,30 @@ def test_the_summary_keeps_a_long_failure_whole_with_its_last_log_lines(cli, tmp
     assert "log line 39\nRuntimeError: Engine core initialization failed" in summary
 
 
+def test_a_failing_secret_task_says_why_and_shows_no_value(cli, tmp_path):
+    """solv_common's secrets.yml reads secrets with no_log; when that fails, the summary says why (no value)."""
+    secrets_dir = tmp_path / "root" / "secrets"
+    secrets_dir.mkdir(parents=True)
+    (secrets_dir / "searxng_secret_key").write_text("")
+    (secrets_dir / "other_secret").write_text("do-not-print-this-value")
+    book = _playbook(tmp_path, f"""
+        - hosts: gw-1
+          gather_facts: false
+          tasks:
+            - name: Read the secrets
+              ansible.builtin.include_role:
+                name: solv_common
+                tasks_from: secrets.yml
+              vars:
+                solv_root_dir: {tmp_path / "root"}
+                solv_secrets: [{{name: other_secret, value: ''}}, {{name: searxng_secret_key, value: ''}}]
+        """)
+    result = cli("apply", "-i", _local_inventory(tmp_path), "--playbook", book, "-vvv")
+    assert result.exit_code == 1, result.output
+    assert f"gw-1: {secrets_dir}/searxng_secret_key exists but is empty" in result.output, result.output[-3000:]
+    assert "do-not-print-this-value" not in result.output
+
+
 def test_unreachable_host_gives_exit_1(cli, tmp_path):
     inv = _unreachable_gw1(tmp_path)
     book = _playbook(tmp_path, """

@@ -46,12 +46,23 @@ def _inventory(root: Path, inference: dict, gateway: dict) -> Path:
     return root
 
 
+def _entries(option):
+    """Lists of entries shaped like a list-of-dicts option (its keys, any values): deeper than ANYTHING reaches."""
+    subs = OPTIONS[option][1]["options"]
+    required = {k: ANYTHING for k, o in subs.items() if o.get("required")}
+    entry = st.fixed_dictionaries(required, optional={k: ANYTHING for k in subs if k not in required})
+    return st.lists(entry, max_size=3)
+
+
 def _settings(keys):
-    return st.dictionaries(st.sampled_from(keys), ANYTHING, max_size=4)
+    values = {k: st.one_of(_entries(k), ANYTHING) if OPTIONS[k][1].get("options") else ANYTHING for k in keys}
+    return st.lists(st.sampled_from(keys), max_size=4, unique=True).flatmap(
+        lambda chosen: st.fixed_dictionaries({k: values[k] for k in chosen}))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(inference=_settings(INFERENCE), gateway=_settings(GATEWAY), models=st.one_of(st.just(MODELS), ANYTHING))
+@given(inference=_settings(INFERENCE), gateway=_settings(GATEWAY),
+       models=st.one_of(st.just(MODELS), _entries("vllm_models"), ANYTHING))
 def test_validate_answers_any_inventory_with_0_or_2(inference, gateway, models):
     with tempfile.TemporaryDirectory() as tmp:
         root = _inventory(Path(tmp), {**inference, "vllm_models": models}, gateway)

@@ -77,27 +77,30 @@ def main():
         if length < 16:
             module.fail_json(msg=f"secret {name}: length {length} is too short (16 or more)")
         path = os.path.join(directory, name)
-        if os.path.exists(path):
-            values[name] = _read(path)
-            if not values[name]:
-                module.fail_json(msg=f"{path} exists but is empty; remove it to have it generated, or fill it")
-            continue
-        value = prefix + "".join(random.choice(_ALPHABET) for _ in range(length))
-        generated.append(name)
-        if module.check_mode:
-            values[name] = value
-            continue
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        os.chmod(directory, 0o700)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another caller created it first: use theirs
-            generated.pop()
-            values[name] = _read(path)
-            continue
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(value)
-        values[name] = value
+            if os.path.exists(path):
+                values[name] = _read(path)
+                if not values[name]:
+                    module.fail_json(msg=f"{path} exists but is empty; remove it to have it generated, or fill it")
+                continue
+            value = prefix + "".join(random.choice(_ALPHABET) for _ in range(length))
+            generated.append(name)
+            if module.check_mode:
+                values[name] = value
+                continue
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            os.chmod(directory, 0o700)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another caller created it first: use theirs
+                generated.pop()
+                values[name] = _read(path)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(value)
+            values[name] = value
+        except OSError as exc:  # the reason, never a value (the task runs with no_log)
+            module.fail_json(msg=f"secret {name}: {exc.filename or path}: {exc.strerror or exc}")
     module.exit_json(changed=bool(generated), values=values, generated=generated)
 
 
