@@ -26,17 +26,19 @@ _MEMORY = re.compile(r"[0-9]+[bkmgBKMG]?")
 SECRET_PARAMS = ("api_key", "aws_access_key_id", "aws_secret_access_key", "vertex_credentials", "azure_ad_token")
 
 
-def role_problems(role: str, values: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> Problems:
+def role_problems(role: str, values: Mapping[str, Any], context: Mapping[str, Any] | None = None,
+                  check_types: bool = True) -> Problems:
     """(key, message) for everything wrong with one host's settings of `role` (empty when fine).
 
-    Types first (value_types: exactly what the role uses, no coercion); a variable of the wrong type counts
-    as its default for the role's other rules, so one mistake gives one message."""
+    Types first (value_types: exactly what the role uses, no coercion; the validator checked them already
+    and passes check_types=False); a variable of the wrong type counts as its default for the role's other
+    rules, so one mistake gives one message."""
     rule = ROLE_RULES.get(role)
     if not rule:
         return []
     typed: Problems = []
-    for key, spec in specs.role_specs()[role].options.items():
-        if values.get(key) is not None:
+    for key, spec in specs.role_specs()[role].options.items() if check_types else ():
+        if key in values:
             typed += value_types.problems(key, spec, values[key])
     wrong = {re.split(r"[\[.]", label, maxsplit=1)[0] for label, _ in typed}
     usable = {key: specs.default(key) if key in wrong else value for key, value in values.items()}

@@ -75,6 +75,11 @@ def default(name: str) -> Any:
     return None
 
 
+def has_value_default(name: str) -> bool:
+    """The role's defaults/main.yml gives the variable a value (templates count; null does not)."""
+    return any(spec.defaults.get(name) is not None for spec in role_specs().values())
+
+
 def secret_options() -> set[str]:
     """Variables the roles mark `no_log: true`: never printed, placeholders in `render`."""
     return {name for name, (_, opt) in all_options().items() if opt.get("no_log")}

@@ -254,7 +254,7 @@ def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterat
             models = [] if (host, "vllm_models") in mistyped else _models(inv, host)
             context = {"own_address": own_address, "models": models, "served_models": served,
                        "models_malformed": malformed, "provider_env_known": not isinstance(provider_env, Unresolved)}
-            for key, message in rules.role_problems(role, values, context):
+            for key, message in rules.role_problems(role, values, context, check_types=False):
                 yield Problem(message, host, key)
 
 

@@ -33,13 +33,16 @@ _NO_DEFAULT = object()  # sub-options: no top-level default
 
 def problems(name: str, spec: Mapping[str, Any], value: Any) -> Problems:
     """(label, message) for one top-level variable and its spec (argument_specs.yml). An empty string passes
-    only where the role's default is empty too (or the name says that empty means something)."""
+    only where the role's default is empty too (or the name says that empty means something); null only where
+    the role has no default value either (the role would otherwise use it as the text "None")."""
+    if value is None and spec.get("type") != "raw" and specs.has_value_default(name):
+        return [(name, "is null (nothing after the colon): give it a value, or leave it out for the role's default")]
     return _check(name, name, spec, value, nested=False, default=specs.default(name))
 
 
 def _check(label: str, name: str, spec: Mapping[str, Any], value: Any, *, nested: bool, default: Any) -> Problems:
     kind = spec.get("type", "str")
-    if kind == "raw" or value is None:
+    if kind == "raw" or value is None:  # a sub-option given null is a sub-option left out, for the roles too
         return []
     check = _CHECKS.get(kind)
     return check(label, name, spec, value, nested, default) if check else []

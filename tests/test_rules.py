@@ -14,7 +14,8 @@ from solv_provision import addresses, rules, secrets, specs
 
 
 def _defaults(role):
-    return {k: specs.default(k) for k in specs.role_specs()[role].options}
+    """The role's default values as its preflight sees them (a template default is left out: it is resolved there)."""
+    return {k: specs.default(k) for k in specs.role_specs()[role].options if specs.default(k) is not None}
 
 
 def _keys(problems):

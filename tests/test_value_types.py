@@ -37,7 +37,8 @@ def test_a_value_of_the_wrong_type_is_refused_by_name(role, name, opt):
     problems = value_types.problems(name, opt, value)
     assert [label for label, _ in problems] == [name] and says in problems[0][1], problems
     if role in rules.ROLE_RULES:  # the preflight path refuses it too, once
-        values = {k: specs.default(k) for k in specs.role_specs()[role].options} | {name: value}
+        values = {k: specs.default(k) for k in specs.role_specs()[role].options
+                  if specs.default(k) is not None} | {name: value}
         context = {"own_address": "10.0.0.1", "served_models": ["qwen"]}
         found = [(k, m) for k, m in rules.role_problems(role, values, context) if k == name]
         assert found == problems
@@ -79,3 +80,12 @@ def test_a_secret_is_never_echoed():
     opt = specs.all_options()["litellm_master_key"][1]
     assert value_types.problems("litellm_master_key", opt, ["sk-secret-value"]) == [
         ("litellm_master_key", "must be a string, got a list")]
+
+
+def test_null_is_refused_where_the_role_has_a_default_value():
+    """`vllm_image_tag:` with nothing after it would become the tag "None"."""
+    options = specs.all_options()
+    assert value_types.problems("vllm_image_tag", options["vllm_image_tag"][1], None) == [
+        ("vllm_image_tag", "is null (nothing after the colon): give it a value, or leave it out for the role's default")]
+    assert value_types.problems("vllm_hf_cache_dir", options["vllm_hf_cache_dir"][1], None)  # a template default
+    assert not value_types.problems("solv_internal_address", options["solv_internal_address"][1], None)  # none
