@@ -66,6 +66,12 @@ def test_render_litellm_config_for_the_example(litellm_files):
     assert {"qwen-coder-32b": ["gpt-4o"]} in config["router_settings"]["fallbacks"]
 
 
+def test_render_litellm_gives_up_on_a_silent_backend_in_seconds(litellm_files):
+    """A replica host that does not answer at all must fail the connection fast enough for LiteLLM's retry."""
+    unit = litellm_files["gw-1/etc/systemd/system/solv-litellm.service"]
+    assert "--sysctl=net.ipv4.tcp_syn_retries=2" in unit and "--sysctl=net.ipv4.tcp_retries2=5" in unit
+
+
 def test_render_never_shows_a_secret(cli, tmp_path):
     example_pw = EXAMPLE / "vault-password.txt"
     result = cli("render", "all", "-i", EXAMPLE, "--vault-password-file", example_pw, "-o", tmp_path / "out")

@@ -200,11 +200,22 @@ _LOOP = (
 )
 
 
+def _in_rotation(host, base, master_key, name):
+    """Wait until LiteLLM routes to `name` again (a replica that failed is cooled down for a few seconds)."""
+    for _ in range(60):
+        r = http(host, "POST", f"{base}/v1/chat/completions", master_key,
+                 {"model": "shared-model", "messages": [{"role": "user", "content": PROMPT}]})
+        if r["status"] == 200 and f"@{name}:" in r["json"]["choices"][0]["message"]["content"]:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"LiteLLM does not route to {name}")
+
+
 def test_a_stopped_replica_costs_no_request(host, base, master_key, wanted):
     """One replica's unit stopped: LiteLLM retries on the other and cools the dead one down (allowed_fails 0),
-    so a client through the gateway sees no failed request. Last in this file: the cooldown (30 s) would
-    otherwise keep the replica out of the load-balancing test."""
+    so a client through the gateway sees no failed request. The replica is in rotation when it stops."""
     inf2 = other(INF2)
+    _in_rotation(host, base, master_key, INF2)
     inf2.check_output("systemctl stop solv-vllm-shared")
     try:
         out = json.loads(host.check_output("python3 -c %s %s %s %s %s", _LOOP, f"{base}/v1/chat/completions",
@@ -222,10 +233,12 @@ def test_a_stopped_replica_costs_no_request(host, base, master_key, wanted):
 
 def test_an_unreachable_replica_host_costs_no_request(host, base, master_key, wanted):
     """One replica's host off the network (as a powered-off or cut-off host: no answer at all, not a refusal):
-    LiteLLM's retry lands on the other replica and the unreachable one is cooled down; no request fails."""
+    LiteLLM's retry lands on the other replica and the unreachable one is cooled down; no request fails.
+    The replica is in LiteLLM's rotation when it goes (not still cooling down from the test before)."""
     import subprocess
 
     network, inf2 = "molecule-stack-multi", wanted[INF2]["solv_internal_address"]
+    _in_rotation(host, base, master_key, INF2)
     subprocess.run(["docker", "network", "disconnect", network, INF2], check=True, capture_output=True)
     try:
         out = json.loads(host.check_output("python3 -c %s %s %s %s %s", _LOOP, f"{base}/v1/chat/completions",
@@ -267,7 +280,10 @@ def _image(name, unit="solv-vllm-shared"):
 
 
 def _answers(host, base, master_key, n=20):
-    """Which (host, version) answered each of n requests for the replicated model."""
+    """Which (host, version) answered each of n requests for the replicated model, once both replicas are in
+    LiteLLM's rotation (one that failed or restarted a moment ago may still be cooling down)."""
+    for name in (INF1, INF2):
+        _in_rotation(host, base, master_key, name)
     seen = Counter()
     for _ in range(n):
         r = http(host, "POST", f"{base}/v1/chat/completions", master_key,
