@@ -99,7 +99,9 @@ def models(host):
     return out
 
 
+_VERSIONS = yaml.safe_load((Path(__file__).resolve().parents[3] / "lab/images/versions.yml").read_text())
+
+
 def standin_image(m):
     """The image an instance runs: its own tag (a canary) or the host's; the stand-in's version is its tag."""
-    versions = yaml.safe_load((Path(__file__).resolve().parents[3] / "lab/images/versions.yml").read_text())
-    return f"solv-lab/vllm-standin:{m.get('image_tag') or versions['vllm_standin']}"
+    return f"solv-lab/vllm-standin:{m.get('image_tag') or _VERSIONS['vllm_standin']}"

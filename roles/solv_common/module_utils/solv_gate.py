@@ -158,8 +158,9 @@ def run_gate(checks, address=None, timeout=5.0, post_timeout=30.0):
     for c in checks:
         ok, status, detail, body = check(c, address, timeout, post_timeout)
         results.append({"url": c["url"], "status": status, "ok": ok, "detail": detail})
-        if ok and is_model_list(c["url"]) and model_ids(body) is not None:
-            models[c["url"]] = model_ids(body)
+        ids = model_ids(body) if ok and is_model_list(c["url"]) else None
+        if ids is not None:
+            models[c["url"]] = ids
         if not ok:
             break
     return results, models
