@@ -1,12 +1,14 @@
-"""After `apply` on the lab: print the URLs and one chat completion per model, answered through the gateway.
+"""After `apply` on the lab: print the HTTPS entry point and one chat completion per model answered through it.
 
 Usage: python3 scripts/lab_demo.py inventories/lab
-Reads the LiteLLM master key from the gateway host with `solv-provision secrets show` (explicit request).
+Reads the LiteLLM master key and the entry point's CA certificate from the gateway host with
+`solv-provision secrets show` (explicit request); the CA goes to ~/.cache/solv-provision/lab-ca.pem.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
 import urllib.request
@@ -16,7 +18,7 @@ from pathlib import Path
 def main(inventory: str) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from solv_provision import inventory as inv_mod
-    from solv_provision import routing, specs
+    from solv_provision import paths, routing, specs
 
     inv = inv_mod.load([inventory])
     gateway = inv.in_group("gateway")[0]
@@ -27,26 +29,38 @@ def main(inventory: str) -> int:
         value = hostvars.get(name)
         return value if value not in (None, "") and not isinstance(value, inv_mod.Unresolved) else specs.default(name)
 
-    litellm = f"http://{setting('litellm_bind_address') or address}:{setting('litellm_port')}"
-    webui = f"http://{setting('openwebui_bind_address') or address}:{setting('openwebui_port')}"
-    key = subprocess.run(
-        [str(Path(sys.executable).parent / "solv-provision"), "secrets", "show", "litellm_master_key",
-         "-i", inventory, "--host", gateway],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
+    port = setting("caddy_https_port")
+    entry = f"https://{setting('caddy_bind_address') or address}" + ("" if port == 443 else f":{port}")
 
-    print(f"Open WebUI:      {webui}   (admin: solv-provision secrets show openwebui_admin_password -i {inventory} --host {gateway})")
-    print(f"LiteLLM gateway: {litellm}/v1   (key: solv-provision secrets show litellm_master_key -i {inventory} --host {gateway})")
+    def secret(name):
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "solv-provision"), "secrets", "show", name, "-i", inventory,
+             "--host", gateway],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()
+
+    key = secret("litellm_master_key")
+    # The entry point's private CA: what a client of the lab must trust.
+    ca = paths.cache_dir() / "lab-ca.pem"
+    ca.parent.mkdir(parents=True, exist_ok=True)
+    ca.write_text(secret("caddy_ca_certificate") + "\n")
+    context = ssl.create_default_context(cafile=str(ca))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
+
+    print(f"HTTPS entry point: {entry}   (the only address for users; CA certificate: {ca})")
+    print(f"Open WebUI:        {entry}/   (admin: solv-provision secrets show openwebui_admin_password -i {inventory} --host {gateway})")
+    print(f"OpenAI API:        {entry}/v1   (key: solv-provision secrets show litellm_master_key -i {inventory} --host {gateway})")
+    print(f"                   e.g. SSL_CERT_FILE={ca} OPENAI_BASE_URL={entry}/v1 OPENAI_API_KEY=... your-client")
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    with urllib.request.urlopen(urllib.request.Request(f"{litellm}/v1/models", headers=headers), timeout=30) as r:
+    with opener.open(urllib.request.Request(f"{entry}/v1/models", headers=headers), timeout=30) as r:
         models = [m["id"] for m in json.load(r)["data"]]
-    print(f"models:          {', '.join(models)}")
+    print(f"models:            {', '.join(models)}")
     for model in models:
         body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Say hello"}]}).encode()
-        req = urllib.request.Request(f"{litellm}/v1/chat/completions", data=body, headers=headers)
-        with urllib.request.urlopen(req, timeout=60) as r:
+        req = urllib.request.Request(f"{entry}/v1/chat/completions", data=body, headers=headers)
+        with opener.open(req, timeout=60) as r:
             answer = json.load(r)["choices"][0]["message"]["content"]
-        print(f"chat via gateway [{model}]: {answer}")
+        print(f"chat via {entry} [{model}]: {answer}")
     return 0
 
 

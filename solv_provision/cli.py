@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from solv_provision import __version__
+from solv_provision.services import SERVICES
 
 # Exit codes (documented in README.md).
 EXIT_OK = 0
@@ -180,7 +181,7 @@ def check(**options):
 
 @main.command()
 @play_options
-@click.option("--service", type=click.Choice(["vllm", "litellm", "searxng", "openwebui"]),
+@click.option("--service", type=click.Choice(SERVICES),
               help="Upgrade this service only (default: all of them).")
 @click.option("--serial", type=click.IntRange(min=1), default=1, show_default=True,
               help="Hosts upgraded at a time within each group.")
@@ -301,7 +302,7 @@ def restore(inventories, vault_password_file, source, limit, force_host, with_se
 
 
 @main.command()
-@click.argument("what", type=click.Choice(["litellm", "vllm", "searxng", "openwebui", "all"]))
+@click.argument("what", type=click.Choice([*SERVICES, "all"]))
 @inventory_option
 @vault_option
 @click.option("--host", "host", help="Render for this host (default: every host the service runs on).")
@@ -405,6 +406,37 @@ def secrets_show(name, inventories, vault_password_file, host):
     if value is None:
         fail(f"host {host}: no secret named {name} (not generated yet, or another host owns it)", EXIT_FAILED)
     click.echo(value)
+
+
+@secrets.command("rotate")
+@click.argument("name")
+@inventory_option
+@vault_option
+@click.option("--host", "host", help="The host that keeps a per-host secret (searxng_secret_key, openwebui_secret_key).")
+@click.option("-v", "--verbose", count=True, help="More output; -v shows Ansible's own output too.")
+@no_traceback
+def secrets_rotate(name, inventories, vault_password_file, host, verbose):
+    """Give one generated secret a new value now and re-apply exactly the services that use it.
+
+    vllm_api_key (vLLM, LiteLLM), litellm_master_key (LiteLLM, Open WebUI, Caddy's health gate: clients need the
+    new key), searxng_secret_key, openwebui_secret_key (signs everyone out). A secret set in the inventory is
+    rotated there (vault), then apply.
+    """
+    from solv_provision import rotate, runner
+
+    inv = load_and_validate(inventories, vault_password_file, quiet=True)
+    with usage_errors():
+        rotation = rotate.plan(inv, name, host)
+    click.echo(f"rotating {name} on {rotation.owner}, then re-applying {', '.join(rotation.services)} on "
+               f"{', '.join(rotation.hosts)}", err=True)
+    common = {"vault_password_file": vault_password_file, "verbosity": verbose}
+    first = runner.run_playbook("rotate.yml", list(inventories), limit=rotation.owner,
+                                extra_vars=[rotation.extra_vars()], **common)
+    if first.exit_code != 0:
+        sys.exit(first.exit_code)
+    result = runner.run_playbook("site.yml", list(inventories), limit=",".join(rotation.hosts),
+                                 tags=",".join(rotation.services), **common)
+    sys.exit(result.exit_code)
 
 
 def _register_lab():

@@ -111,6 +111,7 @@ def catalogue() -> list[Image]:
             pip=(f"open-webui=={v['open_webui']}", f"torch=={v['torch']}", "async-timeout>=4.0.3"),
             archive=True,
         ),
+        Image("caddy", v["caddy"], "caddy", suite="bookworm", build_args=(("VERSION", v["caddy"]),), archive=True),
         _next_release("litellm", v["litellm"]),
         _next_release("open-webui", v["open_webui"]),
     ]

@@ -16,9 +16,8 @@ from pathlib import Path
 from solv_provision import paths, specs
 from solv_provision.inventory import Inventory
 from solv_provision.secrets import PLACEHOLDER
+from solv_provision.services import GROUP_ROLES, SERVICE_GROUP
 
-# Which group a service runs on.
-SERVICE_GROUP = {"vllm": "inference", "searxng": "gateway", "litellm": "gateway", "openwebui": "gateway"}
 
 
 class RenderError(Exception):
@@ -129,6 +128,7 @@ def _extra_vars(inv: Inventory, *, services: list[str], hosts: list[str], out: P
         "solv_render": True,
         "solv_render_out": str(out),
         "solv_render_services": services,
+        "solv_render_group_roles": {group: list(roles) for group, roles in GROUP_ROLES.items()},
         # The host's own paths, re-rooted under out/<host>; the prefix is stripped again in _read_back.
         "solv_root_dir": str(out) + "/{{ inventory_hostname }}" + "{{ __render_real_root }}",
         "solv_systemd_dir": str(out) + "/{{ inventory_hostname }}/etc/systemd/system",

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from solv_provision import addresses, specs, value_types
+from solv_provision.services import GROUP_ROLES
 
 Problems = list[tuple[str, str]]
 
@@ -152,7 +153,8 @@ def litellm_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
     key = str(v.get("litellm_master_key") or "")
     if key and not key.startswith("sk-"):
         problems.append(("litellm_master_key", 'must start with "sk-" (LiteLLM refuses other master keys)'))
-    problems += _bind_problems("litellm_bind_address", v.get("litellm_bind_address"), ctx.get("own_address", ""))
+    if v.get("litellm_publish"):
+        problems += _bind_problems("litellm_bind_address", v.get("litellm_bind_address"), ctx.get("own_address", ""))
     names = set(ctx.get("served_models") or [])
     externals = v.get("litellm_external_models") or []
     provider_env = v.get("litellm_provider_env") or {}
@@ -234,7 +236,8 @@ _EMAIL = re.compile(r"[^@]+@localhost|[^@]+@[^@]+\.[^@]+")
 
 def openwebui_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
     problems: Problems = []
-    problems += _bind_problems("openwebui_bind_address", v.get("openwebui_bind_address"), ctx.get("own_address", ""))
+    if v.get("openwebui_publish"):
+        problems += _bind_problems("openwebui_bind_address", v.get("openwebui_bind_address"), ctx.get("own_address", ""))
     if not re.match(r"https?://", str(v.get("openwebui_openai_api_base_url") or "")):
         problems.append(("openwebui_openai_api_base_url", "must start with http:// or https://"))
     if v.get("openwebui_web_search") and "<query>" not in str(v.get("openwebui_searxng_query_url") or ""):
@@ -251,15 +254,43 @@ def openwebui_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
     return problems + _container_problems("openwebui", v)
 
 
+# --- Caddy (the entry point) -------------------------------------------------------------------------------
+
+# A Caddyfile site address: a DNS name or an IP address, nothing that could end the address list or a block.
+_SERVER_NAME = re.compile(r"[A-Za-z0-9*]([A-Za-z0-9.*-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]+")
+_CADDY_SIZE = re.compile(r"[0-9]+(\.[0-9]+)?\s*([KMGT]i?B|B)?", re.IGNORECASE)
+
+
+def caddy_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
+    problems: Problems = []
+    problems += _bind_problems("caddy_bind_address", v.get("caddy_bind_address"), ctx.get("own_address", ""))
+    if v.get("caddy_https_port") == v.get("caddy_http_port"):
+        problems.append(("caddy_http_port", "must differ from caddy_https_port"))
+    for i, name in enumerate(v.get("caddy_server_names") or []):
+        if not _SERVER_NAME.fullmatch(str(name)):
+            problems.append((f"caddy_server_names[{i}]", f"{name!r} is not a DNS name or an IP address"))
+    cert, key = str(v.get("caddy_tls_certificate") or ""), str(v.get("caddy_tls_key") or "")
+    if bool(cert) != bool(key):
+        problems.append(("caddy_tls_key" if cert else "caddy_tls_certificate",
+                         "is needed too: give the certificate and its key, or neither (the private CA's)"))
+    if cert and "-----BEGIN CERTIFICATE-----" not in cert:
+        problems.append(("caddy_tls_certificate", "is not a PEM certificate (-----BEGIN CERTIFICATE-----)"))
+    if key and not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", key):
+        problems.append(("caddy_tls_key", "is not a PEM private key (-----BEGIN ... PRIVATE KEY-----)"))
+    size = str(v.get("caddy_max_request_body") or "")
+    if not _CADDY_SIZE.fullmatch(size):
+        problems.append(("caddy_max_request_body", f"{size!r} is not a size (e.g. 100MB)"))
+    return problems + _container_problems("caddy", v)
+
+
 ROLE_RULES: dict[str, Callable[[Mapping[str, Any], dict[str, Any]], Problems]] = {
     "vllm": vllm_problems,
     "litellm": litellm_problems,
     "searxng": searxng_problems,
     "openwebui": openwebui_problems,
+    "caddy": caddy_problems,
 }
 
-# The service roles each inventory group runs (playbooks/inference.yml, playbooks/gateway.yml).
-GROUP_ROLES: dict[str, tuple[str, ...]] = {"inference": ("vllm",), "gateway": ("searxng", "litellm", "openwebui")}
 
 
 def roles_of(groups: Iterable[str]) -> list[str]:

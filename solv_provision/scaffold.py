@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from solv_provision import specs
+from solv_provision.services import GROUP_ROLES
 
 HOSTS_YML = """\
 # SOLV inventory. Groups: `inference` (GPU hosts running vLLM), `gateway` (LiteLLM, SearXNG, Open WebUI).
@@ -37,7 +38,7 @@ all:
 GROUP_FILES = {
     "all.yml": ["solv_common", "container_engine"],
     "inference.yml": ["nvidia_driver", "nvidia_container_toolkit", "vllm"],
-    "gateway.yml": ["litellm", "searxng", "openwebui"],
+    "gateway.yml": list(GROUP_ROLES["gateway"]),
 }
 
 

@@ -32,6 +32,27 @@ SHARED: dict[str, SharedSecret] = {
 }
 
 
+# The services whose containers hold each secret that can be rotated on purpose (`secrets rotate`), the first
+# being the role that keeps it (its secrets step writes the new value). Only these are re-applied, and of them
+# only the containers whose env file changes restart.
+ROTATABLE: dict[str, tuple[str, ...]] = {
+    "vllm_api_key": ("vllm", "litellm"),
+    "litellm_master_key": ("litellm", "openwebui", "caddy"),
+    "searxng_secret_key": ("searxng",),
+    "openwebui_secret_key": ("openwebui",),
+}
+NOT_ROTATABLE: dict[str, str] = {
+    "litellm_salt_key": "it encrypts what LiteLLM stores in its database: a new one makes that unreadable",
+    "openwebui_admin_password": ("Open WebUI keeps the admin's password in its own database: change it in Open "
+                                 "WebUI, then set openwebui_admin_password (vault) to the new one"),
+}
+
+
+def inventory_variable(name: str) -> str:
+    """The inventory variable that sets secret `name` (the name itself for a per-host secret)."""
+    return SHARED[name].variable if name in SHARED else name
+
+
 def owner(name: str, groups: Mapping[str, Iterable[str]], host: str) -> str:
     """The inventory host that owns secret `name` when `host` asks for it."""
     shared = SHARED.get(name)

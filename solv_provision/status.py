@@ -19,12 +19,13 @@ from typing import Any
 
 from solv_provision import paths, routing
 from solv_provision.inventory import Inventory, has_unresolved
+from solv_provision.services import GROUP_ROLES
 
 SCHEMA_VERSION = 1
 PLAYBOOK = "status.yml"
 MODULE = "solv_status"
 VLLM_PREFIX = "solv-vllm-"
-GATEWAY_UNITS = ("solv-searxng", "solv-litellm", "solv-openwebui")
+GATEWAY_UNITS = tuple(f"solv-{role}" for role in GROUP_ROLES["gateway"])
 LITELLM = "solv-litellm"
 
 # Problem kinds (docs/status-schema.json lists the same).

@@ -21,9 +21,9 @@ import click
 
 from solv_provision import backup, runner
 from solv_provision.inventory import Inventory
+from solv_provision.services import SERVICE_GROUP
 
 # Service -> the group (and playbook) it runs on.
-SERVICES = {"vllm": "inference", "searxng": "gateway", "litellm": "gateway", "openwebui": "gateway"}
 PLAYBOOK = {"inference": "inference.yml", "gateway": "gateway.yml"}
 
 
@@ -42,8 +42,8 @@ class Options:
 
 def run_upgrade(inv: Inventory, *, inventories: list[str], options: Options) -> int:
     """Stage, then roll out group by group; returns the exit code (0 ok, 1 a host failed)."""
-    services = [options.service] if options.service else list(SERVICES)
-    groups = [g for g in ("inference", "gateway") if any(SERVICES[s] == g for s in services) and inv.in_group(g)]
+    services = [options.service] if options.service else list(SERVICE_GROUP)
+    groups = [g for g in ("inference", "gateway") if any(SERVICE_GROUP[s] == g for s in services) and inv.in_group(g)]
     tags = ",".join(services)
 
     _say("stage: every image present on every host (nothing restarts)")

@@ -261,7 +261,8 @@ def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterat
 # --- ports on each host ------------------------------------------------------------------------------------
 
 # Published host ports of the gateway services: (port variable, enabled-when variable or None).
-_GATEWAY_PORTS = (("litellm_port", None), ("openwebui_port", None), ("searxng_port", "searxng_publish"))
+_GATEWAY_PORTS = (("litellm_port", "litellm_publish"), ("openwebui_port", "openwebui_publish"),
+                  ("searxng_port", "searxng_publish"), ("caddy_https_port", None), ("caddy_http_port", None))
 
 
 def _host_ports(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterator[Problem]:

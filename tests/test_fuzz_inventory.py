@@ -15,13 +15,14 @@ from hypothesis import strategies as st
 
 from solv_provision import specs
 from solv_provision.cli import main
+from solv_provision.services import GROUP_ROLES
 
 HOSTS = {"all": {"children": {"inference": {"hosts": {"gpu-1": {"ansible_host": "192.0.2.11"}}},
                               "gateway": {"hosts": {"gw-1": {"ansible_host": "192.0.2.10"}}}}}}
 MODELS = [{"name": "qwen-7b", "model": "Qwen/Qwen2.5-7B-Instruct", "gpus": [0], "port": 8001}]
 OPTIONS = specs.all_options()
 INFERENCE = sorted(k for k, (role, _) in OPTIONS.items() if role in ("vllm", "solv_common") and k != "vllm_models")
-GATEWAY = sorted(k for k, (role, _) in OPTIONS.items() if role in ("litellm", "searxng", "openwebui"))
+GATEWAY = sorted(k for k, (role, _) in OPTIONS.items() if role in GROUP_ROLES["gateway"])
 
 # Anything YAML can hold, templates and empty strings included.
 _TEXT = st.text(alphabet=string.ascii_letters + string.digits + " -_./:{}%'\"", max_size=14)

@@ -87,3 +87,66 @@ def test_the_password_is_a_secret_of_the_gate_and_the_email_is_not(webui):
     secrets = gate.secrets_of({"checks": [_signed_in(webui), {"url": "x", "headers": {"Authorization": "Bearer k-123"}}]})
     assert secrets == {PASSWORD, "Bearer k-123", "k-123"}
     assert gate.redact({"msg": f"bad {PASSWORD}"}, secrets) == {"msg": "bad ***"}
+
+
+# --- https: the entry point's gate verifies its certificate against the CA the service created --------------
+def _pki(tmp_path):
+    """A CA and a server certificate for 127.0.0.1 signed by it -> (ca.pem, server.pem, server.key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def cert(subject, key, issuer, issuer_key, ca, san=None):
+        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    files = {"ca.pem": cert("test CA", ca_key, "test CA", ca_key, True),
+             "server.pem": cert("127.0.0.1", key, "test CA", ca_key, False,
+                                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])}
+    for name, c in files.items():
+        (tmp_path / name).write_bytes(c.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "server.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                            serialization.NoEncryption()))
+    return tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
+
+
+@pytest.fixture(scope="module")
+def https_webui(tmp_path_factory):
+    import ssl
+
+    ca, server_cert, server_key = _pki(tmp_path_factory.mktemp("pki"))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _WebUI)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(server_cert, server_key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{httpd.server_address[1]}", ca
+    httpd.shutdown()
+
+
+def test_https_check_trusts_exactly_the_given_ca(https_webui, tmp_path):
+    base, ca = https_webui
+    ok, status, detail, _ = gate.check({**_signed_in(base), "ca": str(ca)})  # the sign-in too
+    assert (ok, status) == (True, 200), detail
+    # Not the host's trust store: without the CA the same server is refused, and named so.
+    ok, _, detail, _ = gate.check({"url": f"{base}/health", "status": [401]})
+    assert not ok and "CERTIFICATE_VERIFY_FAILED" in detail
+    # A CA the service has not written yet counts as not ready, with the file named.
+    ok, _, detail, _ = gate.check({"url": f"{base}/health", "status": [401], "ca": str(tmp_path / "nothing.pem")})
+    assert not ok and f"CA certificate {tmp_path / 'nothing.pem'}" in detail
+    # "insecure": a certificate of one's own whose names the gate's address need not match.
+    ok, status, _, _ = gate.check({"url": f"{base}/health", "status": [401], "ca": "insecure"})
+    assert (ok, status) == (True, 401)

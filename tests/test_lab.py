@@ -65,7 +65,8 @@ def test_recipe_hash_follows_sources_and_parents(tmp_path, monkeypatch):
     with (tmp_path / "lab/images/base/packages").open("a") as fh:
         fh.write("less\n")
     changed = {ref for ref, h in hashes().items() if h != after[ref]}
-    assert changed == {i.ref for i in lab_images.catalogue() if not i.ref.startswith("solv-lab/host:")}
+    # Every image built FROM base (the others are their own debootstrap: host, caddy).
+    assert changed == {i.ref for i in lab_images.catalogue() if i.name == "base" or not i.suite}
 
 
 def test_select_adds_parents_in_order():
@@ -100,7 +101,7 @@ def test_read_hosts_refuses_addresses_outside_the_lab(tmp_path, address, message
 
 def test_lab_inventory_points_at_the_lab_images(tmp_path):
     """Templated through Ansible: tags from versions.yml, archives where `lab images` writes them."""
-    names = ["vllm", "litellm", "searxng", "openwebui"]
+    names = ["vllm", "litellm", "searxng", "openwebui", "caddy"]
     expr = "{{ {" + ", ".join(f"'{n}': [{n}_image, {n}_image_tag, {n}_image_archive]" for n in names) + "} }}"
     env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
            "XDG_CACHE_HOME": str(tmp_path)}
@@ -112,7 +113,8 @@ def test_lab_inventory_points_at_the_lab_images(tmp_path):
     by_name: dict[str, lab_images.Image] = {}
     for img in lab_images.catalogue():
         by_name.setdefault(img.name, img)  # the first: vllm-standin:<v>, not <v>-broken
-    expected = {"vllm": "vllm-standin", "litellm": "litellm", "searxng": "searxng-standin", "openwebui": "open-webui"}
+    expected = {"vllm": "vllm-standin", "litellm": "litellm", "searxng": "searxng-standin", "openwebui": "open-webui",
+                "caddy": "caddy"}
     for var, image in expected.items():
         img = by_name[image]
         assert got[var] == [f"solv-lab/{img.name}", img.tag,

@@ -39,7 +39,7 @@ def test_role_variables_carry_the_role_prefix(role):
     assert not {n for n in internal if not n.startswith(f"__{prefix}")}, f"{role.name}: internal names without __{prefix}"
 
 
-SERVICE_ROLES = ["vllm", "litellm", "searxng", "openwebui"]
+SERVICE_ROLES = ["vllm", "litellm", "searxng", "openwebui", "caddy"]
 
 
 @pytest.mark.parametrize("role", SERVICE_ROLES)

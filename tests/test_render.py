@@ -114,10 +114,10 @@ def test_render_file_prints_only_that_file_ready_to_pipe(litellm_files):
 
 
 def test_render_file_needs_no_host_when_one_host_runs_the_service(cli, litellm_files):
-    result = cli("render", "litellm", "-i", EXAMPLE, "--file", "env")  # env files are KEY=value, not YAML
+    result = cli("render", "litellm", "-i", EXAMPLE, "--file", "env")  # env files are NAME='value' lines, not YAML
     assert result.exit_code == 0, result.output
     assert result.stdout.rstrip("\n") == litellm_files["gw-1/opt/solv/litellm/env"].rstrip("\n")
-    assert "LITELLM_MASTER_KEY=<secret:litellm_master_key>" in result.stdout
+    assert "LITELLM_MASTER_KEY='<secret:litellm_master_key>'" in result.stdout
 
 
 def test_render_file_matches_a_base_name_or_a_path_suffix(vllm_files):

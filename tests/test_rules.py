@@ -32,15 +32,32 @@ def test_fallbacks_must_be_lists_of_served_models():
     assert "must be a list of model names" in problems[0][1]
 
 
-def test_bind_address_must_be_an_ip_and_defaults_to_the_host_address():
-    values = _defaults("openwebui")
-    assert rules.role_problems("openwebui", values, {"own_address": "10.0.0.1"}) == []
-    problems = rules.role_problems("openwebui", values, {"own_address": "gw-1.example"})
-    assert _keys(problems) == ["openwebui_bind_address"]
+@pytest.mark.parametrize("role", ["openwebui", "litellm", "caddy"])
+def test_a_published_bind_address_must_be_an_ip_and_defaults_to_the_host_address(role):
+    values = {**_defaults(role), f"{role}_publish": True} if role != "caddy" else _defaults(role)
+    context = {"own_address": "10.0.0.1", "served_models": ["m"]}
+    assert rules.role_problems(role, values, context) == []
+    problems = rules.role_problems(role, values, {**context, "own_address": "gw-1.example"})
+    assert _keys(problems) == [f"{role}_bind_address"]
     assert "'gw-1.example' is not an IP address" in problems[0][1]
+    if role != "caddy":  # not published (the default): no host address involved
+        assert rules.role_problems(role, _defaults(role), {**context, "own_address": "gw-1.example"}) == []
 
 
-@pytest.mark.parametrize("role", ["vllm", "litellm", "searxng", "openwebui"])
+@pytest.mark.parametrize(("values", "keys"), [
+    ({"caddy_tls_certificate": "-----BEGIN CERTIFICATE-----\nx"}, ["caddy_tls_key"]),
+    ({"caddy_tls_key": "-----BEGIN PRIVATE KEY-----\nx"}, ["caddy_tls_certificate"]),
+    ({"caddy_tls_certificate": "not pem", "caddy_tls_key": "nor this"}, ["caddy_tls_certificate", "caddy_tls_key"]),
+    ({"caddy_server_names": ["chat.example.org", "bad name", "x}"]}, ["caddy_server_names[1]", "caddy_server_names[2]"]),
+    ({"caddy_http_port": 443}, ["caddy_http_port"]),
+    ({"caddy_max_request_body": "lots"}, ["caddy_max_request_body"]),
+])
+def test_caddy_refuses_what_would_break_the_caddyfile_or_tls(values, keys):
+    problems = rules.role_problems("caddy", {**_defaults("caddy"), **values}, {"own_address": "10.0.0.1"})
+    assert _keys(problems) == keys
+
+
+@pytest.mark.parametrize("role", ["vllm", "litellm", "searxng", "openwebui", "caddy"])
 def test_every_service_role_checks_limits_timeouts_and_extra_env(role):
     values = {**_defaults(role), f"{role}_memory_limit": "8 GB", f"{role}_cpu_limit": "-1",
               f"{role}_start_timeout": 0, f"{role}_extra_env": {"BAD-NAME": "x", "OK": "two\nlines"}}

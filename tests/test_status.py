@@ -297,7 +297,7 @@ def healthy_reports():
            "units": [_unit("solv-vllm-qwen-7b"), _unit("solv-vllm-llama-8b")]}
     gw = {"boot_id": "b2", "uptime_s": 5.0, "gpu_error": None, "gpus": None,
           "litellm": {"url": "http://192.0.2.10:4000/v1/models", "models": ["llama-8b", "qwen-7b"], "error": None},
-          "units": [_unit("solv-searxng"), _unit("solv-litellm"), _unit("solv-openwebui")]}
+          "units": [_unit("solv-searxng"), _unit("solv-litellm"), _unit("solv-openwebui"), _unit("solv-caddy")]}
     return {"gpu-1": gpu, "gw-1": gw}
 
 
@@ -324,7 +324,7 @@ def test_a_healthy_stack_has_no_problem(inv):
     assert doc["problems"] == [] and doc["ok"] is True and exit_code(doc) == 0
     gw = next(h for h in doc["hosts"] if h["host"] == "gw-1")
     assert gw["gateway"]["expected_models"] == ["llama-8b", "qwen-7b"] and gw["gateway"]["missing_models"] == []
-    assert [s["unit"] for s in gw["services"]] == ["solv-litellm", "solv-openwebui", "solv-searxng"]
+    assert [s["unit"] for s in gw["services"]] == ["solv-caddy", "solv-litellm", "solv-openwebui", "solv-searxng"]
     vllm = next(h for h in doc["hosts"] if h["host"] == "gpu-1")["services"][0]
     assert (vllm["service"], vllm["instance"]) == ("vllm", "llama-8b")
 
@@ -341,7 +341,8 @@ def test_each_problem_is_named(inv):
     gw = reports["gw-1"]
     gw["units"] = [_unit("solv-searxng", active="inactive", sub="dead", running=False, health=None, detail="not run"),
                    _unit("solv-litellm", health=False, url="http://192.0.2.10:4000/v1/models",
-                         detail="models missing: llama-8b")]  # no solv-openwebui at all
+                         detail="models missing: llama-8b"),
+                   _unit("solv-caddy")]  # no solv-openwebui at all
     gw["litellm"]["models"] = ["qwen-7b", "gpt-4o"]
     reports["gpu-1"]["units"] = [_unit("solv-vllm-qwen-7b", restarts=1), _unit("solv-vllm-llama-8b"),
                                  _unit("solv-vllm-old", active="failed", sub="failed", running=False, health=None)]
@@ -517,4 +518,4 @@ def test_status_playbook_runs_the_module_once_per_host(tmp_path, monkeypatch, se
     assert report["units"][0]["health"]["ok"] is True and report["units"][0]["rollback"]["present"] is True
     doc = document(inventory.load([inv_file]), collected)
     validate(doc)
-    assert sorted(p["unit"] for p in doc["problems"]) == ["solv-litellm", "solv-openwebui"]  # missing here
+    assert sorted(p["unit"] for p in doc["problems"]) == ["solv-caddy", "solv-litellm", "solv-openwebui"]  # missing here

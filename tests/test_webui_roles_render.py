@@ -34,6 +34,7 @@ GOOD = {
         "searxng_engines": [{"name": "bing", "disabled": False}],
         "searxng_engines_keep_only": ["bing", "wikipedia"],
         "searxng_settings": {"outgoing": {"request_timeout": 5.0}, "server": {"image_proxy": True}},
+        "openwebui_publish": True,
         "openwebui_bind_address": "::1",
         "openwebui_port": 3000,
         "openwebui_offline": True,
@@ -64,7 +65,7 @@ BAD_SEARXNG = {
     "bad_type": {"searxng_port": "not-a-port"},
 }
 BAD_OPENWEBUI = {
-    "bad_bind_name": {"ansible_host": "gw.example.org"},
+    "bad_bind_name": {"ansible_host": "gw.example.org", "openwebui_publish": True},
     "bad_email": {"openwebui_admin_email": "admin"},
     "bad_password": {"openwebui_admin_password": "\u00e4" * 37},  # 74 bytes of UTF-8
     "bad_rag": {"openwebui_rag_embedding_engine": "openai"},
@@ -142,7 +143,16 @@ def files(rendered, host):
 
 
 def env_file(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
+    """NAME='value' lines (sh syntax) as a dict."""
+    return dict(shlex.split(line)[0].split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
+
+
+def program(args: list[str], image: str) -> list[str]:
+    """What the container runs: after the image, sh -c <wrapper that sources the env file> solv-env <program>."""
+    tail = args[args.index(image) + 1:]
+    assert tail[:1] == ["-c"] and ". /run/solv/env" in tail[1] and tail[2] == "solv-env", tail
+    assert option_values(args, "--entrypoint") == ["/bin/sh"]
+    return tail[3:]
 
 
 def exec_start(unit: Path) -> list[str]:
@@ -217,6 +227,7 @@ def test_searxng_default_container(rendered):
     assert option_values(args, "--user") == ["977:977"]
     root = str(rendered["out"] / "default" / "opt/solv")
     assert option_values(args, "--volume") == [
+        f"{root}/searxng/env:/run/solv/env:ro",
         f"{root}/searxng/settings.yml:/etc/searxng/settings.yml:ro",
         f"{root}/searxng/limiter.toml:/etc/searxng/limiter.toml:ro",
         f"{root}/data/searxng:/var/cache/searxng",
@@ -224,7 +235,9 @@ def test_searxng_default_container(rendered):
     tomllib = pytest.importorskip("tomllib")
     limiter = tomllib.loads(files(rendered, "default")["/opt/solv/searxng/limiter.toml"].read_text())
     assert limiter == {"botdetection": {"ip_lists": {"pass_ip": []}}}
-    assert args[-1] == "docker.io/searxng/searxng:2026.9.25-12f8b6515"
+    assert program(args, "docker.io/searxng/searxng:2026.9.25-12f8b6515") == [
+        "<entrypoint of docker.io/searxng/searxng:2026.9.25-12f8b6515>",
+        "<command of docker.io/searxng/searxng:2026.9.25-12f8b6515>"]  # render cannot read the image
 
 
 def test_searxng_custom(rendered):
@@ -269,11 +282,12 @@ def test_openwebui_default_container(rendered):
     args = exec_start(files(rendered, "default")["/etc/systemd/system/solv-openwebui.service"])
     assert option_values(args, "--name") == ["solv-openwebui"]
     assert option_values(args, "--network") == ["solv"]
-    # Published on the host's internal address (solv_host_address: here ansible_host).
-    assert option_values(args, "--publish") == ["10.0.0.5:8080:8080"]
+    # Not published: users reach it through the entry point (caddy), containers on the solv network.
+    assert option_values(args, "--publish") == []
     root = str(rendered["out"] / "default" / "opt/solv")
-    assert option_values(args, "--volume") == [f"{root}/data/openwebui:/app/backend/data"]
-    assert args[-1] == "ghcr.io/open-webui/open-webui:v0.12.4"
+    assert option_values(args, "--volume") == [f"{root}/openwebui/env:/run/solv/env:ro",
+                                                f"{root}/data/openwebui:/app/backend/data"]
+    assert program(args, "ghcr.io/open-webui/open-webui:v0.12.4")[0] == "<entrypoint of ghcr.io/open-webui/open-webui:v0.12.4>"
 
 
 def test_openwebui_custom(rendered):

@@ -7,19 +7,24 @@ requests made by the host's python3 (as a client on the host's network would).
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = "/opt/solv"
+# The entry point's private CA (role caddy copies it here; `solv-provision secrets show caddy_ca_certificate`).
+CA = f"{ROOT}/secrets/caddy_ca_certificate"
 
 # One HTTP request from the test host. argv: method url headers-json body; prints {"status", "body"}.
+# https is verified against the entry point's CA, as a client given that CA would.
 # A streamed body is read to the end (the SSE text comes back whole).
 _REQUEST = (
-    "import json, sys, urllib.request, urllib.error\n"
+    "import json, ssl, sys, urllib.request, urllib.error\n"
     "method, url, headers, body = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]\n"
-    "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
+    f"context = ssl.create_default_context(cafile={CA!r}) if url.startswith('https:') else None\n"
+    "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))\n"
     "req = urllib.request.Request(url, data=body.encode() if body else None, headers=headers, method=method)\n"
     "try:\n"
     "    r = opener.open(req, timeout=60)\n"
@@ -53,12 +58,37 @@ def secret(host, name):
 
 
 def env_file(host, path):
+    """A container's env file (NAME='value' lines, sh syntax) as a dict."""
     lines = host.file(path).content_string.splitlines()
-    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return dict(shlex.split(line)[0].split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def _main_pid(host, name):
+    # Read from the host's side: `docker exec` into a container of a non-root user fails on these nested test
+    # hosts ("error executing setns process"), and /proc of the host shows every container's processes.
+    return int(host.check_output("docker inspect --format '{{.State.Pid}}' %s", name))
+
+
+def process_env(host, name):
+    """The environment of a container's main process (what the program sees; docker inspect shows none of it)."""
+    raw = host.check_output("tr '\\0' '\\n' < /proc/%s/environ", str(_main_pid(host, name)))
+    return dict(line.split("=", 1) for line in raw.splitlines() if "=" in line)
+
+
+def process_uid(host, name):
+    """The uid a container's main process runs as."""
+    status = host.file(f"/proc/{_main_pid(host, name)}/status").content_string
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
 
 
 def inspect(host, name):
     return json.loads(host.check_output("docker inspect %s", name))[0]
+
+
+def container_url(host, name, port):
+    """http://<address of the container on the solv network>:port, as the host itself reaches it."""
+    ip = inspect(host, name)["NetworkSettings"]["Networks"]["solv"]["IPAddress"]
+    return f"http://{ip}:{port}"
 
 
 def sse_text(body):
@@ -86,6 +116,12 @@ def inventory(host):
 @pytest.fixture(scope="module")
 def address(inventory):
     return inventory["solv_internal_address"]
+
+
+@pytest.fixture(scope="module")
+def entry(address):
+    """The entry point users are given: https on the gateway host (Open WebUI at /, the API at /v1)."""
+    return f"https://{address}"
 
 
 @pytest.fixture(scope="module")

@@ -32,11 +32,6 @@ def _cli(verb, *args, timeout=900):
     return run, f"{' '.join(argv)} -> {run.returncode}\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
 
 
-def _base(host):
-    published = host.check_output("docker port %s 8080/tcp", NAME).splitlines()[0]
-    return f"http://{published}"
-
-
 def _healthy(host, base, bound_s=START_BOUND_S):
     deadline = time.monotonic() + bound_s
     while http(host, "GET", f"{base}/health")["status"] != 200:
@@ -65,8 +60,8 @@ def _chat_row(host, base, token, chat_id):
             "messages": [(m.get("role"), m.get("content")) for m in chat["chat"].get("messages") or []]}
 
 
-def test_backup_wipe_restore_brings_users_and_chats_back(host, tmp_path):
-    base = _base(host)
+def test_backup_wipe_restore_brings_users_and_chats_back(host, entry, tmp_path):
+    base = entry  # Open WebUI through the entry point (its port is not published)
     _healthy(host, base)
     env = env_file(host, f"{ROOT}/openwebui/env")
     admin_email, admin_password = env["WEBUI_ADMIN_EMAIL"], secret(host, "openwebui_admin_password")

@@ -56,7 +56,7 @@ def test_upgrade_rolls_out_a_change_with_a_backup_first(host, address, tmp_path)
         assert {n: _started(host, n) for n in GATEWAY} == {n: before[n] for n in GATEWAY}, "a gateway restarted"
         [manifest] = list(tmp_path.glob("*/*/manifest.json"))
         assert "openwebui" in json.loads(manifest.read_text())["parts"]
-        answer = http(host, "POST", f"http://{address}:4000/v1/chat/completions", secret(host, "litellm_master_key"),
+        answer = http(host, "POST", f"https://{address}/v1/chat/completions", secret(host, "litellm_master_key"),
                       {"model": "qwen-0.5b", "messages": [{"role": "user", "content": "after"}], "max_tokens": 8})
         assert answer["status"] == 200, answer
     finally:
@@ -102,12 +102,8 @@ def _rows_in(db_path, user_id, chat_id):
         db.close()
 
 
-def _webui(host):
-    return "http://" + host.check_output("docker port solv-openwebui 8080/tcp").splitlines()[0]
-
-
-def test_gateway_upgrade_to_newer_images_keeps_users_and_chats(host, address, tmp_path):
-    base = _webui(host)
+def test_gateway_upgrade_to_newer_images_keeps_users_and_chats(host, address, entry, tmp_path):
+    base = entry  # Open WebUI through the entry point
     admin = http(host, "POST", f"{base}/api/v1/auths/signin",
                  payload={"email": env_file(host, f"{ROOT}/openwebui/env")["WEBUI_ADMIN_EMAIL"],
                           "password": secret(host, "openwebui_admin_password")})
@@ -147,6 +143,6 @@ def test_gateway_upgrade_to_newer_images_keeps_users_and_chats(host, address, tm
         (tmp_path / "webui.db").write_bytes(tar.extractfile(member).read())
     assert _rows_in(tmp_path / "webui.db", *ids) == before
 
-    answer = http(host, "POST", f"http://{address}:4000/v1/chat/completions", secret(host, "litellm_master_key"),
+    answer = http(host, "POST", f"https://{address}/v1/chat/completions", secret(host, "litellm_master_key"),
                   {"model": "qwen-0.5b", "messages": [{"role": "user", "content": "after"}], "max_tokens": 8})
     assert answer["status"] == 200, answer

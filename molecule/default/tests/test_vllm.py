@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, env_file, http, inspect, secret, standin_image
+from conftest import ROOT, env_file, http, inspect, process_env, secret, standin_image
 
 # The lab pins its image versions in one place; the scenario's inventory points at them.
 VERSIONS = yaml.safe_load((Path(__file__).resolve().parents[3] / "lab/images/versions.yml").read_text())
@@ -92,7 +92,7 @@ def test_env_file_private_and_holds_the_key(host, models):
         assert env["VLLM_API_KEY"] == key
         assert env["SOLV_STANDIN_IDENTITY"] == host.backend.get_hostname()
         assert "HF_HUB_OFFLINE" not in env  # vllm_hf_offline is false here
-        running = dict(e.split("=", 1) for e in inspect(host, unit(name))["Config"]["Env"])
+        running = process_env(host, unit(name))
         assert running["VLLM_API_KEY"] == key
 
 

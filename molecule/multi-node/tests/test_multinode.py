@@ -154,8 +154,8 @@ def test_one_api_key_cluster_wide(master_key):
     assert not inf2.file(f"{ROOT}/secrets/vllm_api_key").exists
     assert not gw.file(f"{ROOT}/secrets/vllm_api_key").exists
     for h, instance in ((inf1, "shared"), (inf2, "shared")):
-        assert f"VLLM_API_KEY={key}\n" in h.file(f"{ROOT}/vllm/{instance}/env").content_string
-    assert f"VLLM_API_KEY={key}\n" in gw.file(f"{ROOT}/litellm/env").content_string
+        assert f"VLLM_API_KEY='{key}'\n" in h.file(f"{ROOT}/vllm/{instance}/env").content_string
+    assert f"VLLM_API_KEY='{key}'\n" in gw.file(f"{ROOT}/litellm/env").content_string
     # The master key lives on the gateway only.
     assert master_key.startswith("sk-")
     assert not inf1.file(f"{ROOT}/secrets/litellm_master_key").exists

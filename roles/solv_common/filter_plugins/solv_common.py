@@ -28,7 +28,11 @@ def solv_systemd_quote(arg):
 
 
 def solv_env_file(env):
-    """A Docker --env-file from a dict: NAME=value lines, sorted; refuses what the format cannot hold."""
+    """The container's environment file from a dict: `NAME='value'` lines, sorted, quoted for sh.
+
+    The container's entrypoint wrapper sources it (`set -a; . file`), so no value reaches Docker's
+    container config (`docker inspect`). Refuses what the format cannot hold.
+    """
     if env is None:
         return ""
     if not isinstance(env, dict):
@@ -45,7 +49,8 @@ def solv_env_file(env):
         value = str(value)
         if "\n" in value or "\r" in value:
             raise AnsibleFilterError(f"solv_env_file: the value of {name} contains a newline")
-        lines.append(f"{name}={value}\n")
+        quoted = value.replace("'", "'\\''")
+        lines.append(f"{name}='{quoted}'\n")
     return "".join(lines)
 
 
@@ -55,17 +60,25 @@ def solv_spec_sha(spec):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# Where the env file appears inside the container, and the wrapper that exports it and then runs the
+# container's program: the environment lives only in that file (root-only on the host), never in
+# Docker's container config.
+ENV_IN_CONTAINER = "/run/solv/env"
+ENV_WRAPPER = f'set -a && . {ENV_IN_CONTAINER} && set +a && exec "$@"'
+
+
 def solv_container_run_args(spec):
     """The `docker run` arguments (after `run`) of one container, from its wanted-state dict.
 
-    Keys: name, image, env_file, network, ports, volumes, memory_limit, cpu_limit, docker_args, command,
-    entrypoint, log_driver, log_opts, labels (dict). Order is fixed so that equal specs give equal units.
+    Keys: name, image, env_file, program (the argv the wrapper runs), user, network, ports, volumes,
+    memory_limit, cpu_limit, docker_args, log_driver, log_opts, labels (dict). Order is fixed so that
+    equal specs give equal units.
     """
     args = ["--rm", "--name", spec["name"]]
     for key, value in sorted((spec.get("labels") or {}).items()):
         args += ["--label", f"{key}={value}"]
-    if spec.get("env_file"):
-        args += ["--env-file", spec["env_file"]]
+    if spec.get("user"):
+        args += ["--user", spec["user"]]
     if spec.get("log_driver"):
         args += ["--log-driver", spec["log_driver"]]
     for key, value in sorted((spec.get("log_opts") or {}).items()):
@@ -74,18 +87,36 @@ def solv_container_run_args(spec):
         args += ["--network", spec["network"]]
     for port in spec.get("ports") or []:
         args += ["--publish", str(port)]
+    args += ["--volume", f"{spec['env_file']}:{ENV_IN_CONTAINER}:ro"]
     for volume in spec.get("volumes") or []:
         args += ["--volume", str(volume)]
     if spec.get("memory_limit"):
         args += ["--memory", str(spec["memory_limit"])]
     if spec.get("cpu_limit"):
         args += ["--cpus", str(spec["cpu_limit"])]
-    if spec.get("entrypoint"):
-        args += ["--entrypoint", spec["entrypoint"]]
+    args += ["--entrypoint", "/bin/sh"]
     args += [str(a) for a in spec.get("docker_args") or []]
-    args.append(spec["image"])
-    args += [str(a) for a in spec.get("command") or []]
+    args += [spec["image"], "-c", ENV_WRAPPER, "solv-env"]
+    args += [str(a) for a in spec["program"]]
     return args
+
+
+def solv_container_program(image, entrypoint="", command=None, image_config=None):
+    """The argv a container runs, as Docker would: the given entrypoint, else the image's; the given
+    command, else the image's (an explicit entrypoint drops the image's command, as `docker run` does).
+
+    image_config: {entrypoint, cmd} read from the image on the host; None when it cannot be read (render,
+    or a dry run before the image is there): the image's parts are then named placeholders.
+    """
+    command = [str(a) for a in command or []]
+    if entrypoint:
+        return [str(entrypoint)] + command
+    if image_config is None:
+        return [f"<entrypoint of {image}>"] + (command or [f"<command of {image}>"])
+    program = list(image_config.get("entrypoint") or []) + (command or list(image_config.get("cmd") or []))
+    if not program:
+        raise AnsibleFilterError(f"solv_container_program: {image} has no entrypoint or command, and none is given")
+    return [str(a) for a in program]
 
 
 def solv_arg_lines(args):
@@ -107,10 +138,18 @@ def _sha1(text):
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-def solv_pending_files(files, probe_paths=None, owner="root"):
+def _same_owner(seen, wanted, key):
+    """A file's owner (key "owner") or group as the probe saw it, by name or, for a number, by id."""
+    wanted = str(wanted)
+    if wanted.isdigit():
+        return seen.get("uid" if key == "owner" else "gid") == int(wanted)
+    return seen.get(key) == wanted
+
+
+def solv_pending_files(files, probe_paths=None):
     """The files whose content, mode or owner differ from the probe (all of them without a probe).
 
-    files: [{path, content, mode, secret}]; probe_paths: solv_container_info's `paths`, or None.
+    files: [{path, content, mode, secret, owner (default root)}]; probe_paths: solv_container_info's `paths`, or None.
     """
     pending = []
     for f in files:
@@ -121,7 +160,7 @@ def solv_pending_files(files, probe_paths=None, owner="root"):
             or seen.get("isdir")
             or seen.get("checksum") != _sha1(f["content"])
             or seen.get("mode") != f["mode"]
-            or (owner and seen.get("owner") != owner)
+            or not _same_owner(seen, f.get("owner", "root"), "owner")
         ):
             pending.append(f)
     return pending
@@ -137,8 +176,8 @@ def solv_pending_dirs(dirs, probe_paths=None):
             or not seen.get("exists")
             or not seen.get("isdir")
             or seen.get("mode") != d.get("mode", "0755")
-            or seen.get("owner") != d.get("owner", "root")
-            or seen.get("group") != d.get("group", "root")
+            or not _same_owner(seen, d.get("owner", "root"), "owner")
+            or not _same_owner(seen, d.get("group", "root"), "group")
         ):
             pending.append(d)
     return pending
@@ -150,9 +189,10 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 def solv_container_spec(params):
     """Everything the mechanism derives from one container's parameters, computed on the controller.
 
-    params: name, description, image, command, entrypoint, env, dir, files, dirs, volumes, ports,
-    network, memory_limit, cpu_limit, docker_args, start_timeout, stop_timeout, root_dir, systemd_dir,
-    log_driver, log_opts (the caller passes both timeouts: each service role has its own).
+    params: name, description, image, image_config (the image's {entrypoint, cmd}, None when unknown),
+    command, entrypoint, user, env, dir, files, dirs, volumes, ports, network, memory_limit, cpu_limit,
+    docker_args, start_timeout, stop_timeout, root_dir, systemd_dir, log_driver, log_opts (the caller
+    passes both timeouts: each service role has its own).
     Returns: name, description, image, dir, unit_path, env_path, sha (the wanted-state hash, also the
     container's `solv.spec` label), run_args, files (env file, config files, unit not included),
     dirs, start_timeout, stop_timeout.
@@ -165,14 +205,18 @@ def solv_container_spec(params):
     env_path = f"{cdir}/env"
     env_content = solv_env_file(params.get("env") or {})
 
-    files = [{"path": env_path, "content": env_content, "mode": "0600", "secret": True}]
+    user = str(params.get("user") or "")
+    # The env file is read inside the container by the user it runs as (uid of --user, else root).
+    env_owner = user.split(":", 1)[0] or "root"
+    files = [{"path": env_path, "content": env_content, "mode": "0600", "secret": True, "owner": env_owner}]
     for f in params.get("files") or []:
         fname = str(f["name"])
         if "/" in fname or fname in ("", ".", "..", "env"):
             raise AnsibleFilterError(f"solv_container_spec: {name}: invalid file name {fname!r}")
         secret = bool(f.get("secret", False))
         mode = str(f.get("mode") or ("0600" if secret else "0644"))
-        files.append({"path": f"{cdir}/{fname}", "content": str(f["content"]), "mode": mode, "secret": secret})
+        files.append({"path": f"{cdir}/{fname}", "content": str(f["content"]), "mode": mode, "secret": secret,
+                      "owner": str(f.get("owner") or "root")})
 
     dirs = [
         {"path": root, "mode": "0755", "owner": "root", "group": "root"},
@@ -193,11 +237,13 @@ def solv_container_spec(params):
         "image": str(params["image"]),
         "env_file": env_path,
         "network": params.get("network") or "",
+        "user": user,
         "ports": list(params.get("ports") or []),
         "volumes": list(params.get("volumes") or []),
         "docker_args": list(params.get("docker_args") or []),
-        "command": list(params.get("command") or []),
-        "entrypoint": params.get("entrypoint") or "",
+        "program": solv_container_program(
+            str(params["image"]), params.get("entrypoint") or "", params.get("command"), params.get("image_config")
+        ),
         "memory_limit": str(params.get("memory_limit") or ""),
         "cpu_limit": str(params.get("cpu_limit") or ""),
         "log_driver": params.get("log_driver") or "",
@@ -229,6 +275,7 @@ class FilterModule:
             "solv_env_file": solv_env_file,
             "solv_spec_sha": solv_spec_sha,
             "solv_container_run_args": solv_container_run_args,
+            "solv_container_program": solv_container_program,
             "solv_pending_files": solv_pending_files,
             "solv_pending_dirs": solv_pending_dirs,
             "solv_container_spec": solv_container_spec,

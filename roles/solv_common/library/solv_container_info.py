@@ -9,7 +9,8 @@ DOCUMENTATION = r"""
 module: solv_container_info
 short_description: Everything the SOLV container mechanism needs to know about one container, in one call
 description:
-  - Reads file checksums and modes, the image id of a reference, the running container (state, image, labels),
+  - Reads file checksums and modes, the image id and program (entrypoint, command) of a reference, the running
+    container (state, image, labels),
     the systemd unit state and whether a Docker network exists. Changes nothing.
   - One remote call instead of one per fact keeps an unchanged re-run cheap.
 options:
@@ -39,11 +40,14 @@ author: SOLV platform team
 
 RETURN = r"""
 paths:
-  description: Path => {exists, isdir, mode, owner, group, checksum (sha1, files only)}.
+  description: Path => {exists, isdir, mode, owner, group, uid, gid, checksum (sha1, files only)}.
   type: dict
 image_id:
   description: Local id of I(image), empty when the image is missing.
   type: str
+image_config:
+  description: "The image's {entrypoint, cmd} (lists or null); null when the image is missing."
+  type: dict
 container:
   description: "{exists, running, image_id, labels}"
   type: dict
@@ -87,6 +91,7 @@ def _describe(module, path):
         "isdir": stat.S_ISDIR(st.st_mode),
         "mode": "%04o" % stat.S_IMODE(st.st_mode),
     }
+    info["uid"], info["gid"] = st.st_uid, st.st_gid
     try:
         info["owner"] = pwd.getpwuid(st.st_uid).pw_name
     except KeyError:
@@ -138,14 +143,19 @@ def main():
             changed=False,
             paths=paths,
             image_id="",
+            image_config=None,
             container={"exists": False, "running": False, "image_id": "", "labels": {}},
             unit=_unit(module, p["name"]),
             network_exists=not p["network"],
         )
 
-    image_id = ""
+    image_id, image_config = "", None
     if p["image"]:
-        image_id = _docker(module, ["image", "inspect", "--format", "{{.Id}}", p["image"]], "image") or ""
+        fmt = "{{.Id}}|{{json .Config.Entrypoint}}|{{json .Config.Cmd}}"
+        raw = _docker(module, ["image", "inspect", "--format", fmt, p["image"]], "image")
+        if raw:
+            image_id, entrypoint, cmd = raw.split("|", 2)
+            image_config = {"entrypoint": json.loads(entrypoint), "cmd": json.loads(cmd)}
 
     container = {"exists": False, "running": False, "image_id": "", "labels": {}}
     raw = _docker(
@@ -170,6 +180,7 @@ def main():
         changed=False,
         paths=paths,
         image_id=image_id,
+        image_config=image_config,
         container=container,
         unit=_unit(module, p["name"]),
         network_exists=network_exists,

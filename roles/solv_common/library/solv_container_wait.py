@@ -22,7 +22,7 @@ options:
     description:
       - "Checks: {url, status (list of accepted codes), headers, models (OpenAI /v1/models data[].id must contain),
         method (GET or POST), body (JSON sent with POST), signin ({url, body, token}: POST body to url first and
-        send the answer's token field as a bearer token)}."
+        send the answer's token field as a bearer token), ca (https: CA file on the host, or insecure)}."
     type: list
     elements: dict
     required: true
@@ -81,6 +81,7 @@ def main():
                     models=dict(type="list", elements="str", default=[]),
                     method=dict(type="str", choices=["GET", "POST"], default="GET"),
                     body=dict(type="raw"),
+                    ca=dict(type="str"),
                     signin=dict(type="dict", no_log=True, options=dict(
                         url=dict(type="str", required=True),
                         body=dict(type="dict", required=True),

@@ -11,7 +11,7 @@ short_description: Read or create generate-once secret files in one call
 description:
   - For each secret, returns the content of I(dir)/<name> when the file exists; otherwise generates a
     random value (letters and digits, with an optional prefix) and creates the file exclusively
-    (mode 0600, I(dir) 0700). Never rewrites an existing file, so values are never rotated.
+    (mode 0600, I(dir) 0700). Never rewrites an existing file, except the ones named in I(rotate).
   - Exclusive creation makes concurrent callers (several hosts delegating to one owner) agree on one value.
   - In check mode nothing is written; missing secrets are reported as changed with a throwaway value.
   - Use it with C(no_log: true): the result holds the values.
@@ -27,6 +27,13 @@ options:
     type: list
     elements: dict
     required: true
+  rotate:
+    description:
+      - Names (among I(secrets)) given a new random value now, on purpose (C(solv-provision secrets rotate)).
+      - The file is replaced atomically; the old value is gone.
+    type: list
+    elements: str
+    default: []
 author: SOLV platform team
 """
 
@@ -35,7 +42,7 @@ values:
   description: Name => value.
   type: dict
 generated:
-  description: Names created by this call.
+  description: Names created (or rotated) by this call.
   type: list
 """
 
@@ -50,6 +57,16 @@ _ALPHABET = string.ascii_letters + string.digits
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
+def _replace(directory, path, value):
+    """Write `value` to a new 0600 file beside `path`, then rename it over `path` (atomic)."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    tmp = f"{path}.rotating"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(value)
+    os.replace(tmp, path)
+
+
 def _read(path):
     with open(path, encoding="utf-8") as f:
         return f.read().strip()
@@ -60,10 +77,15 @@ def main():
         argument_spec=dict(
             dir=dict(type="path", required=True),
             secrets=dict(type="list", elements="dict", required=True, no_log=False),
+            rotate=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
     directory = module.params["dir"]
+    rotate = set(module.params["rotate"])
+    unknown = sorted(rotate - {str(s.get("name") or "") for s in module.params["secrets"]})
+    if unknown:
+        module.fail_json(msg=f"rotate names secrets not listed: {', '.join(unknown)}")
     values, generated = {}, []
     for spec in module.params["secrets"]:
         name = str(spec.get("name") or "")
@@ -78,6 +100,12 @@ def main():
             module.fail_json(msg=f"secret {name}: length {length} is too short (16 or more)")
         path = os.path.join(directory, name)
         try:
+            if name in rotate:
+                values[name] = prefix + "".join(random.choice(_ALPHABET) for _ in range(length))
+                generated.append(name)
+                if not module.check_mode:
+                    _replace(directory, path, values[name])
+                continue
             if os.path.exists(path):
                 values[name] = _read(path)
                 if not values[name]:

@@ -5,7 +5,8 @@
 
 A gate is a list of HTTP checks run in order: {url, status (accepted codes), headers, method, body (JSON,
 POST), models (ids an OpenAI model list must contain), signin ({url, body, token}: POST body there first and
-send the answer's `token` field as a bearer token)}. `{container_address}` in a URL is the container's
+send the answer's `token` field as a bearer token), ca (https: a CA certificate file on the host the server's
+certificate must chain to; "insecure" accepts any)}. `{container_address}` in a URL is the container's
 address on the gate's network. Gates are recorded on the host as <root_dir>/gates/<unit>.json (root-only:
 they hold keys). `run` arguments are callables cmd -> (rc, stdout, stderr), e.g. AnsibleModule.run_command.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -69,13 +71,28 @@ def journal(run, name, lines=30):
 
 
 # --- one check -------------------------------------------------------------------------------------------
-def _fetch(url, method="GET", body=None, headers=None, timeout=5.0):
+def _opener(ca):
+    """No proxy; for https with `ca`, that CA file (read now: a CA a service writes at its first start counts
+    once it is there) or, for "insecure", no verification."""
+    if not ca:
+        return _NO_PROXY
+    if ca == "insecure":
+        context = ssl._create_unverified_context()  # the caller asked for it: a certificate it cannot verify
+    else:
+        try:
+            context = ssl.create_default_context(cafile=ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise OSError(f"CA certificate {ca}: {exc}") from None
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
+
+
+def _fetch(url, method="GET", body=None, headers=None, timeout=5.0, ca=None):
     """(status, body bytes) of one request, an HTTP error's status included; raises OSError when nothing answers."""
     data = json.dumps(body).encode() if body is not None else None
     headers = {**({"Content-Type": "application/json"} if data else {}), **(headers or {})}
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
-        with _NO_PROXY.open(request, timeout=timeout) as response:
+        with _opener(ca).open(request, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -89,10 +106,10 @@ def _short(body):
     return " ".join(body.decode("utf-8", "replace").split())[:300]
 
 
-def _signin(signin, resolve, timeout):
+def _signin(signin, resolve, timeout, ca=None):
     """The bearer token the sign-in answers with -> (token, None) or (None, why not)."""
     try:
-        status, body = _fetch(resolve(signin["url"]), "POST", signin.get("body") or {}, timeout=timeout)
+        status, body = _fetch(resolve(signin["url"]), "POST", signin.get("body") or {}, timeout=timeout, ca=ca)
     except OSError as exc:
         return None, f"sign-in at {safe_url(signin['url'])}: no answer: {exc}"
     if status != 200:
@@ -114,14 +131,14 @@ def check(c, address=None, timeout=5.0, post_timeout=30.0):
 
     headers = dict(c.get("headers") or {})
     if c.get("signin"):
-        token, why = _signin(c["signin"], resolve, post_timeout)
+        token, why = _signin(c["signin"], resolve, post_timeout, c.get("ca"))
         if token is None:
             return False, -1, why, b""
         headers["Authorization"] = f"Bearer {token}"
     method = c.get("method") or "GET"
     try:
         status, body = _fetch(resolve(c["url"]), method, c.get("body"), headers,
-                              post_timeout if method == "POST" else timeout)
+                              post_timeout if method == "POST" else timeout, c.get("ca"))
     except OSError as exc:
         return False, -1, f"no answer: {exc}", b""
     accepted = c.get("status") or [200]

@@ -1,0 +1,104 @@
+"""solv_common's container spec: the environment reaches the program through a file, never Docker's config."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("solv_common_filters", ROOT / "roles/solv_common/filter_plugins/solv_common.py")
+filters = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(filters)
+
+HARD_VALUES = {
+    "QUOTE": "it's",
+    "DOLLAR": "$HOME and `id` and $(id)",
+    "SPACES": "  two  spaces  ",
+    "BACKSLASH": "a\\b\\\\c",
+    "EQUALS": "k=v;x",
+    "EMPTY": "",
+    "GLOB": "*",
+}
+
+
+def params(**over):
+    base = {
+        "name": "solv-demo", "image": "demo:1", "env": {"SECRET_TOKEN": "s3cr3t-value"}, "root_dir": "/opt/solv",
+        "systemd_dir": "/etc/systemd/system", "start_timeout": 60, "stop_timeout": 10,
+        "image_config": {"entrypoint": ["/entry.sh"], "cmd": ["serve", "--port", "80"]},
+    }
+    base.update(over)
+    return base
+
+
+def test_env_file_gives_the_program_exactly_the_values(tmp_path):
+    env_file = tmp_path / "env"
+    env_file.write_text(filters.solv_env_file(HARD_VALUES))
+    # What the container's wrapper does, then the environment the program sees.
+    script = filters.ENV_WRAPPER.replace(filters.ENV_IN_CONTAINER, str(env_file))
+    out = subprocess.run(
+        ["/bin/sh", "-c", script, "solv-env", "python3", "-c", "import os, json; print(json.dumps(dict(os.environ)))"],
+        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"},
+    ).stdout
+    seen = __import__("json").loads(out)
+    assert {k: seen.get(k) for k in HARD_VALUES} == HARD_VALUES
+
+
+def test_env_file_refuses_what_it_cannot_hold():
+    with pytest.raises(AnsibleFilterError, match="the value of X contains a newline"):
+        filters.solv_env_file({"X": "two\nlines"})
+    with pytest.raises(AnsibleFilterError, match="invalid variable name"):
+        filters.solv_env_file({"1X": "v"})
+
+
+def test_no_environment_value_in_the_docker_run_arguments():
+    spec = filters.solv_container_spec(params())
+    args = spec["run_args"]
+    assert not any("s3cr3t-value" in a for a in args)
+    assert "--env-file" not in args and "--env" not in args and "-e" not in args
+    assert ["--volume", "/opt/solv/demo/env:/run/solv/env:ro"] in [args[i:i + 2] for i in range(len(args))]
+    assert args[args.index("--entrypoint") + 1] == "/bin/sh"
+    tail = args[args.index("demo:1"):]
+    assert tail == ["demo:1", "-c", filters.ENV_WRAPPER, "solv-env", "/entry.sh", "serve", "--port", "80"]
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "command", "config", "program"),
+    [
+        ("", [], {"entrypoint": ["vllm", "serve"], "cmd": None}, ["vllm", "serve"]),
+        ("", ["--model", "m"], {"entrypoint": ["vllm", "serve"], "cmd": ["--help"]}, ["vllm", "serve", "--model", "m"]),
+        ("", [], {"entrypoint": None, "cmd": ["bash", "start.sh"]}, ["bash", "start.sh"]),
+        ("", ["--port", "1"], {"entrypoint": None, "cmd": ["bash", "start.sh"]}, ["--port", "1"]),
+        ("/own", [], {"entrypoint": ["/img"], "cmd": ["dropped"]}, ["/own"]),  # as docker run --entrypoint
+    ],
+)
+def test_program_is_what_docker_would_run(entrypoint, command, config, program):
+    assert filters.solv_container_program("i:1", entrypoint, command, config) == program
+
+
+def test_program_unknown_image_is_named_not_guessed():
+    assert filters.solv_container_program("i:1", "", ["--x"], None) == ["<entrypoint of i:1>", "--x"]
+    with pytest.raises(AnsibleFilterError, match="i:1 has no entrypoint or command"):
+        filters.solv_container_program("i:1", "", [], {"entrypoint": None, "cmd": None})
+
+
+def test_a_user_owns_its_env_file_and_the_image_change_changes_the_hash():
+    spec = filters.solv_container_spec(params(user="977:977"))
+    env = next(f for f in spec["files"] if f["path"].endswith("/env"))
+    assert (env["owner"], env["mode"]) == ("977", "0600")
+    assert spec["run_args"][spec["run_args"].index("--user") + 1] == "977:977"
+    other = filters.solv_container_spec(params(image_config={"entrypoint": ["/other"], "cmd": None}))
+    assert other["sha"] != filters.solv_container_spec(params())["sha"]
+
+
+def test_pending_files_compares_numeric_owners_by_id():
+    content = "x"
+    sha1 = __import__("hashlib").sha1(content.encode()).hexdigest()
+    files = [{"path": "/e", "content": content, "mode": "0600", "owner": "977"}]
+    seen = {"exists": True, "isdir": False, "checksum": sha1, "mode": "0600", "owner": "systemd-x", "uid": 977}
+    assert filters.solv_pending_files(files, {"/e": seen}) == []
+    assert filters.solv_pending_files(files, {"/e": dict(seen, uid=0)}) == files
