@@ -150,3 +150,31 @@ def test_https_check_trusts_exactly_the_given_ca(https_webui, tmp_path):
     # "insecure": a certificate of one's own whose names the gate's address need not match.
     ok, status, _, _ = gate.check({"url": f"{base}/health", "status": [401], "ca": "insecure"})
     assert (ok, status) == (True, 401)
+
+
+def test_the_wait_module_accepts_every_check_option_the_argument_spec_documents(tmp_path):
+    """roles/solv_common/meta/argument_specs.yml documents a check's options; solv_container_wait validates
+    them itself: an option documented but unknown to the module fails every gate that uses it."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    specs = yaml.safe_load((REPO / "roles/solv_common/meta/argument_specs.yml").read_text())["argument_specs"]
+    documented = specs["container_files"]["options"]["solv_container_ready_checks"]["options"]
+    check = {"url": "http://127.0.0.1:9/none", "status": [200], "headers": {}, "models": [], "method": "GET",
+             "body": None, "ca": "insecure", "signin": {"url": "http://127.0.0.1:9/in", "body": {}, "token": "token"}}
+    assert set(check) == set(documented)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for tool in ("systemctl", "journalctl", "docker"):
+        (fake / tool).write_text("#!/bin/sh\nexit 1\n")
+        (fake / tool).chmod(0o755)
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"name": "solv-x", "checks": [check], "timeout": 0,
+                                                         "docker": str(fake / "docker")}}))
+    module = REPO / "roles/solv_common/library/solv_container_wait.py"
+    out = subprocess.run([sys.executable, str(REPO / "tests/module_runner.py"), str(module), str(args)],
+                         capture_output=True, text=True, check=False, env={"PATH": f"{fake}:/usr/bin:/bin"})
+    result = json.loads(out.stdout)
+    assert result.get("failed") and "not ready" in result["msg"], result  # the gate ran, and failed as it must

@@ -133,3 +133,19 @@ def test_render_file_matches_a_base_name_or_a_path_suffix(vllm_files):
                                           r"solv-vllm-bge-m3\.service") as exc:
         select_file(vllm_files, "m3/env")  # whole path components only
     assert exc.value.usage
+
+
+def test_firewall_table_lets_the_gateways_reach_the_instance_ports(cli, tmp_path):
+    """solv_firewall: the nftables table the vllm role writes names every gateway address and instance port."""
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"vars": {"solv_firewall": True}, "children": {
+        "inference": {"hosts": {"gpu-1": {"ansible_host": "192.0.2.11", "vllm_models": [
+            {"name": "a", "model": "x/a", "gpus": [0], "port": 8001},
+            {"name": "b", "model": "x/b", "gpus": [1], "port": 8002}]}}},
+        "gateway": {"hosts": {"gw-1": {"ansible_host": "192.0.2.10"}, "gw-2": {"ansible_host": "192.0.2.20"}}}}}}))
+    table = cli("render", "vllm", "-i", tmp_path, "--host", "gpu-1", "--file", "firewall.nft")
+    assert table.exit_code == 0, table.output
+    assert "elements = { 192.0.2.10, 192.0.2.20 }" in table.stdout
+    assert "ct status dnat tcp dport { 8001, 8002 } drop" in table.stdout
+    assert "tcp dport { 8001, 8002 } drop" in table.stdout.split("chain input", 1)[1]
+    unit = cli("render", "vllm", "-i", tmp_path, "--host", "gpu-1", "--file", "solv-firewall-vllm.service")
+    assert "ExecStart=/usr/sbin/nft -f /opt/solv/vllm/firewall.nft" in unit.stdout, unit.output

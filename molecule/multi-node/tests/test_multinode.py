@@ -177,6 +177,36 @@ def test_gateway_reaches_inference_but_keys_are_required(host, wanted):
             assert http(host, "GET", url)["status"] == 401
 
 
+# Connects from one host to another: prints {port: true when something accepted the connection}.
+_CONNECT = (
+    "import json, socket, sys\n"
+    "out = {}\n"
+    "for port in map(int, sys.argv[2].split(',')):\n"
+    "    s = socket.socket(); s.settimeout(3)\n"
+    "    out[port] = s.connect_ex((sys.argv[1], port)) == 0\n"
+    "    s.close()\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def _connects(client, address, ports):
+    out = json.loads(client.check_output("python3 -c %s %s %s", _CONNECT, address, ",".join(map(str, ports))))
+    return {int(k): v for k, v in out.items()}
+
+
+def test_firewall_lets_only_the_gateway_reach_vllm(host, hostvars, wanted):
+    """solv_firewall: the first inference host's vLLM port answers the gateway, not the other inference host
+    (a machine of the same network that is not a gateway); SSH answers both; the table is loaded at boot."""
+    inf1 = wanted[INF1]
+    port = inf1["vllm_models"][0]["port"]
+    assert _connects(host, inf1["solv_internal_address"], [22, port]) == {22: True, port: True}
+    assert _connects(other(INF2), inf1["solv_internal_address"], [22, port]) == {22: True, port: False}
+    h = other(INF1)
+    assert h.service("solv-firewall-vllm").is_enabled
+    table = h.check_output("nft list table inet solv_vllm")
+    assert str(port) in table and "drop" in table and hostvars[GW]["solv_internal_address"] in table, table
+
+
 # A client on the gateway host: N chat completions through LiteLLM, one after the other; prints the failures
 # and which replica answered each success.
 _LOOP = (
