@@ -275,7 +275,6 @@ class FilterModule:
             "solv_env_file": solv_env_file,
             "solv_spec_sha": solv_spec_sha,
             "solv_container_run_args": solv_container_run_args,
-            "solv_container_program": solv_container_program,
             "solv_pending_files": solv_pending_files,
             "solv_pending_dirs": solv_pending_dirs,
             "solv_container_spec": solv_container_spec,
