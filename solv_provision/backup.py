@@ -1,11 +1,12 @@
 """`solv-provision backup` and `restore`: one solv_backup call per gateway host (playbooks/backup.yml,
-playbooks/restore.yml), the controller's half around it: folders, checksums, the secrets part's encryption,
+playbooks/restore.yml), the controller's half around it: folders, checksums, the secret parts' encryption,
 retention, and what is printed.
 
 Layout on the controller: <DIR>/<host>/<stamp>/ (0700) with one <part>.tar.gz per part (0600) and manifest.json,
 written last: a folder without one is not a backup. Parts: `openwebui` (Open WebUI's data directory, its SQLite
-databases copied online), `secrets` (<root>/secrets; encrypted with the vault password when one is given, else
-owner-only). A further part (LiteLLM's database) is one more entry in the module's PARTS and in PARTS here.
+databases copied online), `secrets` (<root>/secrets) and `caddy` (the entry point's private CA and certificates),
+both encrypted with the vault password when one is given, else owner-only. A further part (LiteLLM's database)
+is one more entry in the module's PARTS and in PARTS here.
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ MODULE = "solv_backup"
 MANIFEST = "manifest.json"
 FORMAT = 1
 STAMP = re.compile(r"^\d{8}T\d{6}Z$")
-# Part -> the unit it belongs to (None: files only). Restored by default: every part except the secrets.
-PARTS = {"openwebui": "solv-openwebui", "secrets": None}
+# Part -> the unit it belongs to (None: files only). Restored by default: every part except the secret ones.
+PARTS = {"openwebui": "solv-openwebui", "secrets": None, "caddy": "solv-caddy"}
 SECRETS = "secrets"
+# Parts holding keys (the secrets directory, the entry point's private CA): encrypted with the vault password,
+# restored only with --with-secrets.
+SECRET_PARTS = (SECRETS, "caddy")
 VAULT_SUFFIX = ".vault"
 DEFAULT_KEEP = 7
 DEFAULT_OUTPUT = "solv-backups"  # relative to the current folder
@@ -195,17 +199,16 @@ def finish_backup(folder: Path, result: dict[str, Any], vault) -> tuple[dict[str
                             f"the host wrote {part['sha256']})")
     if problems:
         return None, problems
-    secrets = manifest["parts"].get(SECRETS)
-    if secrets:
-        plain = folder / secrets["file"]
+    for secret in (manifest["parts"][n] for n in SECRET_PARTS if n in manifest["parts"]):
+        plain = folder / secret["file"]
         if vault is not None:
-            sealed = folder / f"{secrets['file']}{VAULT_SUFFIX}"
+            sealed = folder / f"{secret['file']}{VAULT_SUFFIX}"
             write_private(sealed, vault.encrypt(plain.read_bytes()))
             plain.unlink()
-            secrets.update(file=sealed.name, plain_sha256=secrets["sha256"], sha256=sha256(sealed),
-                           bytes=sealed.stat().st_size, protection="encrypted (ansible-vault, the inventory's vault password)")
+            secret.update(file=sealed.name, plain_sha256=secret["sha256"], sha256=sha256(sealed),
+                          bytes=sealed.stat().st_size, protection="encrypted (ansible-vault, the inventory's vault password)")
         else:
-            secrets["protection"] = "NOT encrypted (no vault password given): owner-only files; keep this folder private"
+            secret["protection"] = "NOT encrypted (no vault password given): owner-only files; keep this folder private"
     manifest["skipped"] = result.get("skipped") or {}
     manifest["solv_provision"] = __version__
     write_private(folder / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
@@ -339,11 +342,12 @@ def restore_target(inv: Inventory, manifest: dict[str, Any], limit: str | None, 
 
 
 def restore_parts(manifest: dict[str, Any], with_secrets: bool) -> list[str]:
-    wanted = [p for p in PARTS if p != SECRETS and p in manifest["parts"]]
+    wanted = [p for p in PARTS if p not in SECRET_PARTS and p in manifest["parts"]]
     if with_secrets:
-        if SECRETS not in manifest["parts"]:
+        secret = [p for p in SECRET_PARTS if p in manifest["parts"]]
+        if not secret:
             raise UsageError("--with-secrets: this backup has no secrets part")
-        wanted.append(SECRETS)
+        wanted += secret
     if not wanted:
         raise UsageError(f"nothing to restore: the backup holds {', '.join(manifest['parts']) or 'no part'}")
     return wanted
@@ -397,7 +401,7 @@ def run_restore(inv: Inventory, *, inventories: list[str], source: str, limit: s
     target = restore_target(inv, manifest, limit, force_host)
     parts = restore_parts(manifest, with_secrets)
     verify_backup(folder, manifest, parts)
-    vault = vault_lib(vault_password_file) if SECRETS in parts else None
+    vault = vault_lib(vault_password_file) if set(SECRET_PARTS) & set(parts) else None
     stamp = new_stamp()
     with tempfile.TemporaryDirectory(prefix="solv-restore-") as scratch:
         os.chmod(scratch, 0o700)

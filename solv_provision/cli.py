@@ -277,7 +277,7 @@ def backup(inventories, vault_password_file, output, limit, keep):
               help="The gateway host to restore on (default: the host the backup was made on).")
 @click.option("--force-host", is_flag=True, help="Restore a backup made on another host.")
 @click.option("--with-secrets", is_flag=True,
-              help="Also restore the secrets directory (then run apply so that the services use it).")
+              help="Also restore the secrets directory and the entry point's CA (then run apply so that the services use them).")
 @click.option("--timeout", type=click.IntRange(min=1), default=300, show_default=True,
               help="Seconds to wait for the service's health gate after the start.")
 @no_traceback
@@ -287,7 +287,8 @@ def restore(inventories, vault_password_file, source, limit, force_host, with_se
     health-checked; on failure the previous data is put back and started again.
 
     \b
-    A backup of another host is refused unless --force-host. The secrets are restored only with --with-secrets.
+    A backup of another host is refused unless --force-host. The secrets and the entry point's CA are restored
+    only with --with-secrets.
     Exit 0 restored and healthy, 1 the host failed (previous data back), 2 usage error or a damaged backup
     (nothing contacted).
     """

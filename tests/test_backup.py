@@ -26,6 +26,7 @@ from conftest import INVENTORIES, REPO
 MODULE = REPO / "roles" / "solv_common" / "library" / "solv_backup.py"
 UNIT = "solv-openwebui"
 IMAGE = "ghcr.io/open-webui/open-webui:v0.12.4"
+CADDY, CADDY_IMAGE, CADDY_UID = "solv-caddy", "caddy:2.6.2", 8443
 STAMP = "20250131T120000Z"
 
 
@@ -84,8 +85,16 @@ class FakeHost:
         for name, value in (("openwebui_secret_key", "s3cr3t-key"), ("openwebui_admin_password", "pw-123456")):
             (self.secrets / name).write_text(value + "\n")
             (self.secrets / name).chmod(0o600)
+        # The entry point's CA, owned by the user Caddy runs as.
+        self.caddy = self.root / "data" / "caddy"
+        (self.caddy / "pki" / "authorities" / "local").mkdir(parents=True)
+        (self.caddy / "pki" / "authorities" / "local" / "root.key").write_text("CA KEY\n")
+        for path in (self.caddy, *self.caddy.rglob("*")):
+            os.chown(path, CADDY_UID, CADDY_UID)
+        self.caddy.chmod(0o700)
         self.gate(gate_url)
-        (self.state / f"{UNIT}.active").write_text("active")
+        for unit in (UNIT, CADDY):
+            (self.state / f"{unit}.active").write_text("active")
         self._script("systemctl", f"""#!/bin/sh
 echo "$*" >> {self.state}/systemctl.log
 unit=$(echo "$2" | sed 's/\\.service$//')
@@ -95,15 +104,21 @@ case "$1" in
   show) printf 'ActiveState=%s\\nSubState=running\\nNRestarts=0\\n' "$(cat {self.state}/$unit.active 2>/dev/null || echo inactive)" ;;
 esac
 """)
+        # docker container inspect NAME...: the running ones, each with its image label.
         self._script("docker", f"""#!/bin/sh
-if [ "$(cat {self.state}/{UNIT}.active)" = active ]; then
-  echo '[{{"Name": "/{UNIT}", "State": {{"Running": true}}, "Config": {{"Image": "x", "Labels": {{"solv.image": "{IMAGE}"}}}}}}]'
-else echo '[]'; echo 'Error: No such container: {UNIT}' >&2; exit 1
-fi
+shift 2; sep=''; printf '['
+for unit in "$@"; do
+  [ "$(cat {self.state}/$unit.active 2>/dev/null)" = active ] || continue
+  case $unit in {UNIT}) image={IMAGE} ;; *) image={CADDY_IMAGE} ;; esac
+  printf '%s{{"Name": "/%s", "State": {{"Running": true}}, "Config": {{"Labels": {{"solv.image": "%s"}}}}}}' "$sep" $unit $image
+  sep=', '
+done
+echo ']'
 """)
 
     def gate(self, url):
-        (self.root / "gates" / f"{UNIT}.json").write_text(json.dumps({"name": UNIT, "checks": [{"url": url}]}))
+        for unit in (UNIT, CADDY):
+            (self.root / "gates" / f"{unit}.json").write_text(json.dumps({"name": unit, "checks": [{"url": url}]}))
 
     def _script(self, name, text):
         path = self.bin / name
@@ -170,8 +185,8 @@ def test_backup_is_a_consistent_copy_while_a_writer_holds_a_transaction(host, tm
     assert staging == host.root / "backups" / STAMP and staging.stat().st_mode & 0o777 == 0o700
     manifest = result["manifest"]
     assert manifest["host"] == "gw-1" and manifest["stamp"] == STAMP and manifest["created_at"].endswith("Z")
-    assert manifest["versions"] == {UNIT: IMAGE}
-    assert set(manifest["parts"]) == {"openwebui", "secrets"} and result["skipped"] == {}
+    assert manifest["versions"] == {UNIT: IMAGE, CADDY: CADDY_IMAGE}
+    assert set(manifest["parts"]) == {"openwebui", "secrets", "caddy"} and result["skipped"] == {}
     assert json.loads((staging / "manifest.json").read_text()) == manifest
     webui = manifest["parts"]["openwebui"]
     assert webui["file"] == "openwebui.tar.gz" and sorted(webui["sqlite"]) == ["vector_db/chroma.sqlite3", "webui.db"]
@@ -192,6 +207,7 @@ def test_backup_is_a_consistent_copy_while_a_writer_holds_a_transaction(host, tm
     assert rows(out / "webui.db") == ["first", "second", "third, committed"]
     secrets = members(staging / "secrets.tar.gz")
     assert {n: m.mode for n, m in secrets.items()} == {"openwebui_admin_password": 0o600, "openwebui_secret_key": 0o600}
+    assert "pki/authorities/local/root.key" in members(staging / "caddy.tar.gz")
 
 
 def test_backup_skips_a_missing_part_and_fails_with_nothing(host):
@@ -199,9 +215,10 @@ def test_backup_skips_a_missing_part_and_fails_with_nothing(host):
 
     shutil.rmtree(host.secrets)
     result = host.backup()
-    assert set(result["manifest"]["parts"]) == {"openwebui"}
+    assert set(result["manifest"]["parts"]) == {"openwebui", "caddy"}
     assert result["skipped"] == {"secrets": f"{host.secrets} does not exist"}
     shutil.rmtree(host.data)
+    shutil.rmtree(host.caddy)
     failed = host.run(action="backup", stamp="20250131T120001Z")
     assert failed["failed"] and "nothing to back up" in failed["msg"]
     assert not (host.root / "backups" / "20250131T120001Z").exists()  # no staging left behind
@@ -259,6 +276,18 @@ def test_restore_with_secrets(host):
     assert (host.secrets / "openwebui_secret_key").read_text() == "s3cr3t-key\n"
     assert host.secrets.stat().st_mode & 0o777 == 0o700
     assert (host.secrets / "openwebui_secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_restore_of_the_ca_keeps_its_owner_and_restarts_the_entry_point(host):
+    result = host.backup()
+    key = host.caddy / "pki" / "authorities" / "local" / "root.key"
+    key.write_text("another CA\n")
+    restored = host.restore(Path(result["dir"]), result["manifest"], parts=["secrets", "caddy"])
+    assert not restored.get("failed"), restored
+    assert key.read_text() == "CA KEY\n" and restored["gates"][CADDY]["ok"] is True
+    assert (host.caddy.stat().st_uid, host.caddy.stat().st_mode & 0o777) == (CADDY_UID, 0o700)
+    assert key.stat().st_uid == CADDY_UID  # Caddy runs as this user: a root-owned CA would stop it
+    assert host.systemctl_calls() == [f"stop {CADDY}.service", f"start {CADDY}.service"]
 
 
 def test_restore_refuses_a_checksum_mismatch_before_stopping_anything(host):
@@ -342,7 +371,7 @@ def _backup_folder(base: Path, host="gw-1", stamp=STAMP, parts=None) -> Path:
     folder.mkdir(parents=True)
     manifest = {"format": 1, "host": host, "stamp": stamp, "created_at": "2025-01-31T12:00:00Z", "parts": {},
                 "versions": {UNIT: IMAGE}}
-    for name, content in (parts or {"openwebui": b"data", "secrets": b"keys"}).items():
+    for name, content in (parts or {"openwebui": b"data", "secrets": b"keys", "caddy": b"ca"}).items():
         (folder / f"{name}.tar.gz").write_bytes(content)
         manifest["parts"][name] = {"file": f"{name}.tar.gz", "sha256": hashlib.sha256(content).hexdigest(),
                                    "bytes": len(content)}
@@ -411,6 +440,8 @@ def test_secrets_are_encrypted_with_the_vault_password_and_decrypted_for_restore
     assert secrets["file"] == "secrets.tar.gz.vault" and not (folder / "secrets.tar.gz").exists()
     assert (folder / secrets["file"]).read_bytes().startswith(b"$ANSIBLE_VAULT;1.1;AES256")
     assert (folder / secrets["file"]).stat().st_mode & 0o777 == 0o600
+    assert written["parts"]["caddy"]["file"] == "caddy.tar.gz.vault" and not (folder / "caddy.tar.gz").exists()
+    assert written["parts"]["openwebui"]["file"] == "openwebui.tar.gz"  # data, not keys: plain
     assert json.loads((folder / "manifest.json").read_text()) == written
     scratch = tmp_path / "scratch"
     scratch.mkdir()
@@ -418,6 +449,17 @@ def test_secrets_are_encrypted_with_the_vault_password_and_decrypted_for_restore
     assert (scratch / "secrets.tar.gz").read_bytes() == b"keys"
     assert host_manifest["parts"]["secrets"] == {"file": "secrets.tar.gz", "sha256": manifest["parts"]["secrets"]["sha256"]}
     assert files[0] == {"src": str(folder / "openwebui.tar.gz"), "file": "openwebui.tar.gz"}
+
+
+def test_the_secret_parts_are_restored_only_with_secrets():
+    from solv_provision.backup import restore_parts
+    from solv_provision.runner import UsageError
+
+    manifest = {"parts": {"openwebui": {}, "secrets": {}, "caddy": {}}}
+    assert restore_parts(manifest, False) == ["openwebui"]
+    assert restore_parts(manifest, True) == ["openwebui", "secrets", "caddy"]
+    with pytest.raises(UsageError, match="no secrets part"):
+        restore_parts({"parts": {"openwebui": {}}}, True)
 
 
 def test_without_a_vault_password_the_secrets_are_marked_not_encrypted(tmp_path):
@@ -494,11 +536,13 @@ def test_backup_and_restore_playbooks_end_to_end(cli, host, tmp_path, monkeypatc
     first = cli("backup", "-i", inv_file, "-o", out, "--keep", "1")
     assert first.exit_code == 0, first.output
     [folder] = (out / "gw-local").iterdir()
-    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "openwebui.tar.gz", "secrets.tar.gz"]
+    assert sorted(p.name for p in folder.iterdir()) == ["caddy.tar.gz", "manifest.json", "openwebui.tar.gz",
+                                                        "secrets.tar.gz"]
     assert folder.stat().st_mode & 0o777 == 0o700 and (out / "gw-local").stat().st_mode & 0o777 == 0o700
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["host"] == "gw-local" and manifest["versions"] == {UNIT: IMAGE}
-    assert "NOT encrypted" in manifest["parts"]["secrets"]["protection"]
+    assert manifest["host"] == "gw-local" and manifest["versions"] == {UNIT: IMAGE, CADDY: CADDY_IMAGE}
+    for part in ("secrets", "caddy"):
+        assert "NOT encrypted" in manifest["parts"][part]["protection"]
     assert f"gw-local: {folder}" in first.output and "openwebui" in first.output
     assert "s3cr3t-key" not in first.output
     assert list((host.root / "backups").iterdir()) == []  # staging removed

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import ROOT, env_file, http, inspect, secret
+from conftest import CA, ROOT, env_file, http, inspect, secret
 
 NAME = "solv-openwebui"
 DATA = f"{ROOT}/data/openwebui"
@@ -94,7 +94,7 @@ def test_backup_wipe_restore_brings_users_and_chats_back(host, entry, tmp_path):
     [folder] = host_dir.iterdir()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["host"] == host_dir.name and manifest["stamp"] == folder.name
-    assert set(manifest["parts"]) == {"openwebui", "secrets"}, manifest
+    assert set(manifest["parts"]) == {"openwebui", "secrets", "caddy"}, manifest
     assert "webui.db" in manifest["parts"]["openwebui"]["sqlite"]
     assert manifest["versions"][NAME] == inspect(host, NAME)["Config"]["Labels"]["solv.image"]
     for part in manifest["parts"].values():
@@ -113,7 +113,8 @@ def test_backup_wipe_restore_brings_users_and_chats_back(host, entry, tmp_path):
     assert not host.file(f"{DATA}/{MARKER}").exists
 
     # Restored: the same rows, the upload, a healthy unit.
-    run, log = _cli("restore", "--from", folder)
+    ca = host.file(CA).content_string
+    run, log = _cli("restore", "--from", folder, "--with-secrets")
     assert run.returncode == 0, log
     assert f"{NAME} healthy after" in run.stdout, log
     try:
@@ -126,5 +127,11 @@ def test_backup_wipe_restore_brings_users_and_chats_back(host, entry, tmp_path):
         assert _chat_row(host, base, token, chat_id) == chat_before
         assert host.file(f"{DATA}/{MARKER}").content_string == "kept\n"
         assert host.file(DATA).mode == 0o700
+        # With the secrets, the entry point's CA came back too, Caddy's data owned by the user it runs as, and
+        # Caddy passed its gate (HTTPS verified against that CA).
+        assert "solv-caddy healthy after" in run.stdout, log
+        assert host.file(CA).content_string == ca
+        caddy_uid = int(inspect(host, "solv-caddy")["Config"]["User"].split(":")[0])
+        assert host.file(f"{ROOT}/data/caddy").uid == caddy_uid
     finally:
-        host.run(f"sh -c 'rm -rf {DATA}.before-restore-*'")
+        host.run(f"sh -c 'rm -rf {DATA}.before-restore-* {ROOT}/secrets.before-restore-* {ROOT}/data/caddy.before-restore-*'")

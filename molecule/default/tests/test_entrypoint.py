@@ -51,6 +51,18 @@ def test_openai_client_streams_a_chat_through_https(host, entry, ca_file, models
     assert "".join(chunks).endswith(f"echo: {PROMPT}")
 
 
+def test_a_wrong_or_missing_key_gets_401(entry, ca_file):
+    client = openai.OpenAI(base_url=f"{entry}/v1", api_key="sk-wrong",
+                           http_client=httpx2.Client(verify=str(ca_file), trust_env=False), max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as refused:
+        client.chat.completions.create(model="any", messages=[{"role": "user", "content": PROMPT}])
+    assert refused.value.status_code == 401
+    # The openai client refuses to send no key at all: a plain request without the header.
+    r = httpx2.post(f"{entry}/v1/chat/completions", verify=str(ca_file), trust_env=False,
+                    json={"model": "any", "messages": [{"role": "user", "content": PROMPT}]})
+    assert r.status_code == 401, r.text
+
+
 def test_the_certificate_is_refused_without_the_ca(entry, host):
     with pytest.raises(httpx2.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx2.get(f"{entry}/health", verify=True, trust_env=False)

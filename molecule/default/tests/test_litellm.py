@@ -103,11 +103,11 @@ def test_no_key_in_process_list_unit_or_config(host):
 
 def test_liveliness_open_models_need_the_master_key(host, base, models):
     assert http(host, "GET", f"{container_url(host, NAME, 4000)}/health/liveliness")["status"] == 200
-    # Refused without the master key. LiteLLM without a database answers a wrong key with 400 ("No connected
-    # db": it would look the key up there); the lab image (no prisma module) turns a missing key into a 500.
-    for token in ("", "sk-wrong"):
+    # Without a database the master key is the only key: anything else, or none, is a 401 (the role's auth
+    # hook; LiteLLM alone answers 400 "No connected db." and 500).
+    for token in ("", "sk-wrong", "not-even-sk"):
         r = http(host, "GET", f"{base}/v1/models", token)
-        assert r["status"] >= 400 and "qwen" not in r["body"], r
+        assert r["status"] == 401 and "qwen" not in r["body"], r
     r = http(host, "GET", f"{base}/v1/models", secret(host, "litellm_master_key"))
     assert r["status"] == 200
     assert sorted(d["id"] for d in r["json"]["data"]) == sorted(m["served_model_name"] for m in models.values())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: solv_backup
-short_description: Back up or restore the data of a SOLV host (Open WebUI's data, the secrets directory)
+short_description: Back up or restore the data of a SOLV host (Open WebUI's data, the secrets, the entry point's CA)
 description:
   - >-
     C(backup) writes one C(<part>.tar.gz) per part into C(<root_dir>/backups/<stamp>/) (0700) and returns the
@@ -16,11 +16,13 @@ description:
     Open WebUI runs: every SQLite database in it (C(webui.db), the vector store's) is copied with SQLite's
     online backup API (a consistent copy of what was committed), the other files as they are; the live
     database files and their C(-wal)/C(-shm)/C(-journal) files are never copied. Part C(secrets) is
-    C(<root_dir>/secrets) (0600 tarball).
+    C(<root_dir>/secrets) (0600 tarball); part C(caddy) is C(<root_dir>/data/caddy), the entry point's private CA
+    and certificates.
   - >-
     C(restore) verifies the uploaded files in I(dir) against I(manifest) (checksums, safe member names), refuses
     a backup of another host unless I(force_host), stops the units of the parts, moves each part's directory
-    aside to C(<dir>.before-restore-<stamp>), extracts the backup, starts the units and runs each unit's recorded
+    aside to C(<dir>.before-restore-<stamp>), extracts the backup into a directory owned as the previous one
+    was, starts the units and runs each unit's recorded
     health gate (C(<root_dir>/gates/<unit>.json)) until it passes. When anything fails after the stop, the
     previous directories are put back, the units started again and checked, and the module fails saying so.
   - C(prepare) creates the upload folder C(<root_dir>/backups/restore-<stamp>) (0700) of a restore.
@@ -125,6 +127,8 @@ FORMAT = 1
 PARTS = {
     "openwebui": {"kind": "dir", "dir": "data/openwebui", "unit": "solv-openwebui", "mode": 0o700},
     "secrets": {"kind": "dir", "dir": "secrets", "unit": None, "mode": 0o700},
+    # The entry point's private CA (its key included) and certificates: secret, restored with the secrets.
+    "caddy": {"kind": "dir", "dir": "data/caddy", "unit": "solv-caddy", "mode": 0o700},
 }
 STAMP = re.compile(r"^\d{8}T\d{6}Z$")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -457,14 +461,18 @@ def restore(p):
             aside = f"{target}.before-restore-{stamp}"
             if os.path.lexists(aside):
                 raise BackupError(f"{aside} exists already")
-            previous = None
+            previous, owner = None, None
             if os.path.lexists(target):
+                st = os.lstat(target)
+                owner = (st.st_uid, st.st_gid)  # a service running as another user keeps its directory
                 os.rename(target, aside)
                 previous = aside
             swapped.append((target, previous))
             os.makedirs(os.path.dirname(target), exist_ok=True)
             os.mkdir(target, spec["mode"])
             os.chmod(target, spec["mode"])
+            if owner:
+                os.chown(target, *owner)
             restored[name] = {"target": target, "previous": previous, "files": extract(files[name], target)}
         for u in units:
             systemctl("start", u)
