@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +61,10 @@ def is_solv_var(name: str) -> bool:
 _ADDRESS_KEYS = ("ansible_host",)
 
 
-def load(sources: list[str | Path], vault_password_file: str | None = None) -> Inventory:
-    """Load inventory sources; raise InventoryError with a readable message when that is impossible."""
+def load(sources: list[str | Path], vault_password_file: str | None = None, fast_path: bool = True) -> Inventory:
+    """Load inventory sources; raise InventoryError with a readable message when that is impossible.
+
+    fast_path=False reads every file with Ansible's YAML loader (the reference the fast path is tested against)."""
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
@@ -73,7 +77,7 @@ def load(sources: list[str | Path], vault_password_file: str | None = None) -> I
             raise InventoryError(f"{p}: inventory not found")
 
     _init_plugins()
-    loader = DataLoader()
+    loader = _plain_yaml_first(DataLoader)() if fast_path else DataLoader()
     vault_file = vault_password_file or os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE")
     if vault_file:
         from ansible.parsing.vault import get_file_vault_secret
@@ -95,16 +99,31 @@ def load(sources: list[str | Path], vault_password_file: str | None = None) -> I
     hosts: dict[str, dict[str, Any]] = {}
     for host in inv.get_hosts():
         try:
-            allvars = varman.get_vars(host=host, include_hostvars=False)
+            allvars = _host_vars(varman, host, fast_path)
         except AnsibleError as exc:
             raise InventoryError(_yaml_problem(paths, host.name) or f"host {host.name}: {_short(exc)}") from None
         templar = Templar(loader=loader, variables=allvars)
         mine: dict[str, Any] = {}
         for key in allvars:
             if is_solv_var(key) or key in _ADDRESS_KEYS:
-                mine[key] = _resolve(templar, allvars, key)
+                value = allvars[key]
+                plain = fast_path and _templating_is_identity(value)
+                mine[key] = _plain(value) if plain else _resolve(templar, allvars, key)
         hosts[host.name] = mine
     return Inventory(sources=paths, groups=groups, hosts=hosts)
+
+
+def _host_vars(varman, host, fast_path: bool) -> dict[str, Any]:
+    """Ansible's variables of a host. The fast path leaves cached facts out (they are named ansible_*, never one
+    of ours): turning them into variables lists every connection plugin once per host, 40% of the time."""
+    from ansible import constants as C  # noqa: N812
+
+    inject = C.INJECT_FACTS_AS_VARS
+    C.INJECT_FACTS_AS_VARS = inject and not fast_path
+    try:
+        return varman.get_vars(host=host, include_hostvars=False)
+    finally:
+        C.INJECT_FACTS_AS_VARS = inject
 
 
 _plugins_ready = False
@@ -121,7 +140,99 @@ def _init_plugins() -> None:
 
 
 def _resolve(templar, allvars, key):
-    return _resolve_value(templar, allvars[key])
+    return _plain(_resolve_value(templar, allvars[key]))
+
+
+# --- the fast path for plain YAML --------------------------------------------------------------------------
+# Ansible's YAML loader tags every value with its origin and costs ~8 s for an inventory of 1,000 hosts; libyaml
+# reads the same files in well under a second. A file that is nothing but plain YAML (no vault, no Jinja, no tag,
+# only str/int/float/bool/null/list/mapping) gives the same data either way (tests/test_inventory_fast_path.py
+# compares both loaders' host variables); any other file is read by Ansible's loader. Everything else (inventory
+# plugins, group order, precedence, group_vars/host_vars lookup) stays Ansible's own.
+_TEMPLATE_MARKS = ("{{", "{%", "{#")
+_DEFER = object()
+
+
+class _PlainLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """libyaml's safe loader: any tag (`!vault`, `!unsafe`) is an error, which sends the file to Ansible."""
+
+
+def _plain_yaml(path: str) -> Any:
+    """The file's data when it is plain YAML, else _DEFER."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return _DEFER
+    if not text.strip() or text.lstrip().startswith("$ANSIBLE_VAULT") or any(m in text for m in _TEMPLATE_MARKS):
+        return _DEFER
+    try:
+        data = yaml.load(text, Loader=_PlainLoader)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError:
+        return _DEFER  # Ansible's loader reports it, with its own message
+    return data if _is_plain(data) else _DEFER
+
+
+def _is_plain(data: Any) -> bool:
+    """Only the plain YAML types (exactly), no template marker in a string."""
+    kind = type(data)
+    if kind is dict:
+        return all(type(k) is str and _is_plain(v) for k, v in data.items())
+    if kind is list:
+        return all(_is_plain(v) for v in data)
+    if kind is str:
+        return not any(m in data for m in _TEMPLATE_MARKS)
+    return data is None or kind in (int, float, bool)
+
+
+def _templating_is_identity(value: Any) -> bool:
+    """No template anywhere in an Ansible value (its str/dict/list subclasses included; a vaulted string is
+    not a str): templating it would return it unchanged."""
+    if isinstance(value, dict):
+        return all(_templating_is_identity(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_templating_is_identity(v) for v in value)
+    if isinstance(value, str):
+        return not any(m in value for m in _TEMPLATE_MARKS)
+    return value is None or isinstance(value, (int, float))
+
+
+@functools.cache
+def _plain_yaml_first(data_loader: type) -> type:
+    """Ansible's DataLoader, reading plain YAML files with libyaml (cached per file, copied as Ansible does)."""
+
+    class PlainYamlFirst(data_loader):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._plain_cache: dict[str, Any] = {}
+
+        def load_from_file(self, file_name, cache="all", unsafe=False, json_only=False, trusted_as_template=False):
+            path = self.path_dwim(file_name)
+            data = self._plain_cache.get(path, _DEFER) if cache != "none" else _DEFER
+            if data is _DEFER and not json_only:
+                data = _plain_yaml(path)
+                if data is not _DEFER and cache != "none":
+                    self._plain_cache[path] = data
+            if data is _DEFER:
+                return super().load_from_file(file_name, cache=cache, unsafe=unsafe, json_only=json_only,
+                                              trusted_as_template=trusted_as_template)
+            return data if unsafe else copy.deepcopy(data)
+
+    return PlainYamlFirst
+
+
+def _plain(value):
+    """Ansible's tagged str/int/float/dict/list as the plain types (what YAML gives): copying and validating
+    tagged values costs several times as much, and nothing here reads their tags."""
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    for kind in (str, int, float):
+        if isinstance(value, kind):
+            return value if type(value) is kind else kind.__new__(kind, value)
+    return value
 
 
 def _resolve_value(templar, value):
@@ -188,8 +299,19 @@ def _var_files(base: Path, name: str) -> list[Path]:
 
 
 def _yaml_keys(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file (vault values as None); {} when it is not one. Parsed once per
+    version of the file: provenance asks for the same files once per problem."""
     try:
-        text = path.read_text(encoding="utf-8")
+        st = path.stat()
+    except OSError:
+        return {}
+    return _parsed(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(path: str, _mtime_ns: int, _size: int) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
     except OSError:
         return {}
     if text.startswith("$ANSIBLE_VAULT"):
@@ -234,7 +356,7 @@ def _find_definition(inv: Inventory, host: str, key: str) -> Path | None:
     return None
 
 
-class _LenientLoader(yaml.SafeLoader):
+class _LenientLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """SafeLoader that reads `!vault` (and any other tag) as null: enough to see which keys a file sets."""
 
 

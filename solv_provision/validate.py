@@ -7,6 +7,7 @@ cross-host rules no single role can see (ports, GPUs, replicas, fallbacks, typos
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,8 +101,10 @@ def _unresolvable(inv: Inventory) -> Iterator[Problem]:
     for host, hostvars in inv.hosts.items():
         for key, value in hostvars.items():
             reason = next(_lookup_failures(value), None)
+            if reason is None:
+                continue
             where = inv.provenance(host, key)
-            if reason is None or ((where, key) in reported and where is not None):
+            if (where, key) in reported and where is not None:
                 continue
             reported.add((where, key))
             yield Problem(f"cannot be resolved: {reason.replace(' Use -vvvvv to see paths searched.', '')}", host,
@@ -123,33 +126,57 @@ def _lookup_failures(value: Any) -> Iterator[str]:
 
 
 def _spec_types(inv: Inventory) -> Iterator[Problem]:
-    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-
-    options = specs.all_options()
+    checker = _TypeChecker()
     for host, hostvars in inv.hosts.items():
         for key, value in hostvars.items():
-            if key not in options or has_unresolved(value):
-                continue
-            # Types first, without Ansible's coercion (value_types); Ansible's validator then checks what is
-            # left (required keys, choices, unknown keys) on values that are already the right type.
-            strict = value_types.problems(key, options[key][1], value)
-            for label, msg in strict:
-                yield Problem(msg, host, label)
-            if strict:
-                continue
-            spec = _clean_spec(options[key][1])
-            for msg in _errors(ArgumentSpecValidator({key: _shallow(spec)}), {key: value}):
-                yield Problem(msg, host, key)
-            if spec.get("type") == "list" and spec.get("elements") == "dict" and spec.get("options"):
-                if not isinstance(value, list):
-                    continue
-                element_validator = ArgumentSpecValidator(spec["options"])
-                for i, item in enumerate(value):
-                    if not isinstance(item, dict):
-                        continue
+            if key in checker.options and not has_unresolved(value):
+                for label, msg in checker.problems(key, value):
+                    yield Problem(msg, host, label)
+
+
+class _TypeChecker:
+    """One variable's value against its argument spec -> [(label, message)]. Validators are built once per
+    variable, and a value met before (hosts sharing group_vars or a host profile) is not checked again."""
+
+    def __init__(self):
+        self.options = specs.all_options()
+        self._validators: dict[str, tuple[Any, Any]] = {}
+        self._seen: dict[tuple[str, str], list[tuple[str, str]]] = {}
+
+    def problems(self, key: str, value: Any) -> list[tuple[str, str]]:
+        try:
+            memo = (key, json.dumps(value, sort_keys=True))
+        except (TypeError, ValueError):
+            return self._check(key, value)
+        if memo not in self._seen:
+            self._seen[memo] = self._check(key, value)
+        return self._seen[memo]
+
+    def _check(self, key: str, value: Any) -> list[tuple[str, str]]:
+        # Types first, without Ansible's coercion (value_types); Ansible's validator then checks what is
+        # left (required keys, choices, unknown keys) on values that are already the right type.
+        strict = value_types.problems(key, self.options[key][1], value)
+        if strict:
+            return list(strict)
+        validator, element_validator = self._validators_of(key)
+        found = [(key, msg) for msg in _errors(validator, {key: value})]
+        if element_validator is not None and isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
                     label = f"{key}[{i}]" + (f" ({item['name']})" if isinstance(item.get("name"), str) else "")
-                    for msg in _errors(element_validator, item):
-                        yield Problem(msg, host, label)
+                    found += [(label, msg) for msg in _errors(element_validator, item)]
+        return found
+
+    def _validators_of(self, key: str) -> tuple[Any, Any]:
+        from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+        if key not in self._validators:
+            spec = _clean_spec(self.options[key][1])
+            elements = (ArgumentSpecValidator(spec["options"])
+                        if spec.get("type") == "list" and spec.get("elements") == "dict" and spec.get("options")
+                        else None)
+            self._validators[key] = (ArgumentSpecValidator({key: _shallow(spec)}), elements)
+        return self._validators[key]
 
 
 def _clean_spec(spec: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,108 @@
+"""The inventory fast path (plain YAML read with libyaml) gives exactly the host variables, groups and host order
+that Ansible's own loader gives: every inventory of the tests and the repository, a generated large one, and one
+that mixes plain files with vault, Jinja and tags (which go to Ansible's loader, file by file)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import INVENTORIES, REPO
+from solv_provision import inventory
+from solv_provision.inventory import InventoryError
+
+sys.path.insert(0, str(REPO / "bench"))
+import inventory_gen  # noqa: E402
+
+VAULT_PASSWORD = REPO / "inventories" / "example" / "vault-password.txt"
+CASES = sorted([INVENTORIES / "good", INVENTORIES / "broken.yml", *(INVENTORIES / "broken").iterdir(),
+                REPO / "inventories" / "example", REPO / "inventories" / "lab"])
+
+
+def both(source: Path, vault: str | None = None):
+    """(fast, Ansible's) loads of one source; (InventoryError text, None) twice when both refuse it alike."""
+    loads = []
+    for fast in (True, False):
+        try:
+            inv = inventory.load([source], vault, fast_path=fast)
+            loads.append((inv.groups, list(inv.hosts), inv.hosts))
+        except InventoryError as exc:
+            loads.append((str(exc), None, None))
+    return loads
+
+
+@pytest.mark.parametrize("source", CASES, ids=lambda p: str(p.relative_to(REPO)))
+def test_same_variables_as_ansible(source):
+    vault = str(VAULT_PASSWORD) if source.name == "example" else None
+    fast, reference = both(source, vault)
+    assert fast == reference
+
+
+def test_a_generated_site_loads_the_same(tmp_path):
+    inventory_gen.write(tmp_path, 40)
+    fast, reference = both(tmp_path)
+    assert fast == reference
+    assert len(fast[1]) == 41 and len(fast[2]["gpu-0007"]["vllm_models"]) == 4
+
+
+def test_vault_jinja_tags_and_precedence_go_the_same_way(tmp_path, monkeypatch):
+    """Plain files next to ones only Ansible can read: vault-encrypted values, a template over another variable,
+    an !unsafe string, a lookup; group order (depth, then name), group_vars/all under group_vars/<group>, a
+    group_vars directory, host vars in the inventory file under host_vars/<host>."""
+    monkeypatch.setenv("SOLV_TEST_PORT", "8123")
+    (tmp_path / "group_vars" / "inference").mkdir(parents=True)
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {
+        "vars": {"vllm_image_tag": "from-all", "solv_firewall": False},
+        "children": {
+            "inference": {"hosts": {"gpu-1": {"vllm_start_timeout": 111}, "gpu-2": None},
+                          "vars": {"vllm_image_tag": "from-inference"},
+                          "children": {"big": {"hosts": {"gpu-2": {"ansible_host": "10.0.0.2"}},
+                                               "vars": {"vllm_image_tag": "from-big"}}}},
+            "gateway": {"hosts": {"gw-1": {"ansible_host": "10.0.0.1"}}}}}}))
+    (tmp_path / "group_vars" / "all.yml").write_text("solv_firewall: true\nlitellm_port: 4001\n")
+    (tmp_path / "group_vars" / "inference" / "a.yml").write_text(
+        "vllm_models:\n  - {name: m, model: org/m, gpus: [0], port: 8001}\nvllm_start_timeout: 222\n")
+    (tmp_path / "group_vars" / "inference" / "b.yml").write_text(
+        "vllm_extra_env: {A: '{{ vllm_start_timeout }}'}\nvllm_stop_timeout: !unsafe '{{ not templated }}'\n")
+    (tmp_path / "group_vars" / "gateway.yml").write_text(
+        "litellm_extra_env:\n  PORT: \"{{ lookup('env', 'SOLV_TEST_PORT') }}\"\n"
+        "litellm_master_key: !vault |\n" + _vaulted("sk-from-the-vault"))
+    (tmp_path / "host_vars" / "gpu-1.yml").write_text("vllm_start_timeout: 333\nvllm_image_tag: host-var\n")
+    read = {}
+    original = inventory._plain_yaml
+    monkeypatch.setattr(inventory, "_plain_yaml", lambda p: read.setdefault(p, original(p)))
+    fast, reference = both(tmp_path, str(VAULT_PASSWORD))
+    assert fast == reference
+    by_libyaml = sorted(str(Path(p).relative_to(tmp_path)) for p, data in read.items() if data is not inventory._DEFER)
+    assert by_libyaml == ["group_vars/all.yml", "group_vars/inference/a.yml", "host_vars/gpu-1.yml", "hosts.yml"]
+    hosts = fast[2]
+    assert hosts["gpu-1"]["vllm_start_timeout"] == 333 and hosts["gpu-1"]["vllm_image_tag"] == "host-var"
+    assert hosts["gpu-2"]["vllm_image_tag"] == "from-big" and hosts["gpu-2"]["vllm_start_timeout"] == 222
+    assert hosts["gpu-2"]["vllm_extra_env"] == {"A": 222} and hosts["gw-1"]["solv_firewall"] is True
+    assert hosts["gw-1"]["litellm_extra_env"] == {"PORT": "8123"}
+    assert isinstance(hosts["gw-1"]["litellm_master_key"], inventory.Unresolved)  # vault: decrypted by the run
+
+
+def _vaulted(text: str) -> str:
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    secret = VaultSecret(VAULT_PASSWORD.read_bytes().strip())
+    blob = VaultLib([("default", secret)]).encrypt(text, secret).decode()
+    return "".join(f"  {line}\n" for line in blob.splitlines())
+
+
+@pytest.mark.parametrize("text", ["{{ x }}: 1\n", "a: !vault |\n  x\n", "a: 2024-01-01\n", "1: x\n", "", "[a, b\n"])
+def test_anything_but_plain_yaml_goes_to_ansible(tmp_path, text):
+    path = tmp_path / "f.yml"
+    path.write_text(text)
+    assert inventory._plain_yaml(str(path)) is inventory._DEFER
+
+
+def test_plain_yaml_is_read_by_libyaml(tmp_path):
+    path = tmp_path / "f.yml"
+    path.write_text("a: [1, 2.5, true, null, 'x']\nb: {c: d}\n")
+    assert inventory._plain_yaml(str(path)) == {"a": [1, 2.5, True, None, "x"], "b": {"c": "d"}}
