@@ -115,7 +115,8 @@ def litellm_routing(
     """The LiteLLM `model_list` and `router_settings` for the given inference hosts.
 
     hosts: inventory name -> that host's variables (only `vllm_models` and the address keys are read).
-    Local instances come first (deterministic order), then the external models exactly as given.
+    Local instances come first (deterministic order; each with `model_info.id`), then the external models
+    (`model_name` and `litellm_params` as given, no `model_info`: the litellm role tells them apart by it).
     """
     model_list: list[dict[str, Any]] = []
     for inst in vllm_instances(hosts):
