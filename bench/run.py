@@ -100,7 +100,7 @@ def write_table(results: list[dict]) -> None:
     TABLE.write_text(text)
 
 
-def plot(results: list[dict]) -> Path | None:
+def plot(results: list[dict], folder: Path) -> Path | None:
     try:
         import matplotlib
 
@@ -118,7 +118,7 @@ def plot(results: list[dict]) -> Path | None:
            title="Controller time against inventory size")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    path = RESULTS / "scale.png"
+    path = folder / "scale.png"
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
@@ -127,24 +127,26 @@ def plot(results: list[dict]) -> Path | None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--only", action="append", default=[], help="run only cases whose name starts with this")
+    ap.add_argument("--only", action="append", default=[],
+                    help="run only this case (validate-100), or a family of them (validate)")
     ap.add_argument("--lab", metavar="INVENTORY", help="a converged lab inventory: adds the no-op apply")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="where the JSON files go (default bench/results)")
     args = ap.parse_args()
-    RESULTS.mkdir(exist_ok=True)
+    args.results.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="solv-bench-") as tmp:
         inventories = {n: inventory_gen.write(Path(tmp) / f"hosts-{n}", n) for n in SIZES}
         results = []
         for case in cases(inventories, args.lab):
-            if args.only and not case.name.startswith(tuple(args.only)):
+            if args.only and not any(case.name == o or case.name.startswith(f"{o}-") for o in args.only):
                 continue
             r = run_case(case, args.repeat)
-            (RESULTS / f"{case.name}.json").write_text(json.dumps(r, indent=2) + "\n")
+            (args.results / f"{case.name}.json").write_text(json.dumps(r, indent=2) + "\n")
             print(f"{case.name:22s} median {r['median_s']:7.2f} s  (min {r['min_s']:.2f}, max {r['max_s']:.2f}; "
                   f"{r['max_rss_mib']} MiB)  {'' if r['met'] is None else 'ok' if r['met'] else 'MISSED'}")
             results.append(r)
     if not args.only:  # a partial run leaves the table as it is
         write_table(results)
-        plot(results)
+        plot(results, args.results)
     return 1 if any(r["met"] is False for r in results) else 0
 
 
