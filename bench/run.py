@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -61,15 +62,26 @@ def cases(inventories: dict[int, Path], lab: str | None) -> list[Case]:
     return out
 
 
+def timed(argv: list[str]) -> tuple[float, int, int, str]:
+    """Run once -> (seconds, exit status, max RSS in MiB of the largest process of the run, output tail)."""
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)  # rusage of the run, its own children included
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        return seconds, proc.returncode, usage.ru_maxrss // 1024, out.read()[-4000:].decode(errors="replace")
+
+
 def run_case(case: Case, repeat: int) -> dict:
     samples, rss = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M", *case.argv], capture_output=True, text=True, check=False)
-        samples.append(round(time.perf_counter() - t0, 3))
-        if proc.returncode != 0:
-            raise SystemExit(f"{case.name}: exit {proc.returncode}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-        rss.append(int(proc.stderr.strip().splitlines()[-1]) // 1024)
+        seconds, code, mib, tail = timed(case.argv)
+        if code != 0:
+            raise SystemExit(f"{case.name}: exit {code}\n{tail}")
+        samples.append(round(seconds, 3))
+        rss.append(mib)
     med = statistics.median(samples)
     return {"case": case.name, "what": case.what, "samples_s": samples, "min_s": min(samples), "median_s": med,
             "max_s": max(samples), "max_rss_mib": max(rss), "target_s": case.target_s, "size": case.size,
