@@ -69,7 +69,7 @@ def timed(argv: list[str]) -> tuple[float, int, int, str]:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)  # rusage of the run, its own children included
         seconds = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
         out.seek(0)
         return seconds, proc.returncode, usage.ru_maxrss // 1024, out.read()[-4000:].decode(errors="replace")
 
@@ -86,8 +86,7 @@ def run_case(case: Case, repeat: int) -> dict:
     return {"case": case.name, "what": case.what, "samples_s": samples, "min_s": min(samples), "median_s": med,
             "max_s": max(samples), "max_rss_mib": max(rss), "target_s": case.target_s, "size": case.size,
             "met": None if case.target_s is None else med <= case.target_s,
-            "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": f"{platform.node()}, "
-            f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores"}
+            "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": f"{platform.node()}, {os.cpu_count()} cores"}
 
 
 def table(results: list[dict]) -> str:

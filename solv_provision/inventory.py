@@ -169,26 +169,15 @@ def _plain_yaml(path: str) -> Any:
         data = yaml.load(text, Loader=_PlainLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError:
         return _DEFER  # Ansible's loader reports it, with its own message
-    return data if _is_plain(data) else _DEFER
-
-
-def _is_plain(data: Any) -> bool:
-    """Only the plain YAML types (exactly), no template marker in a string."""
-    kind = type(data)
-    if kind is dict:
-        return all(type(k) is str and _is_plain(v) for k, v in data.items())
-    if kind is list:
-        return all(_is_plain(v) for v in data)
-    if kind is str:
-        return not any(m in data for m in _TEMPLATE_MARKS)
-    return data is None or kind in (int, float, bool)
+    return data if _templating_is_identity(data) else _DEFER
 
 
 def _templating_is_identity(value: Any) -> bool:
-    """No template anywhere in an Ansible value (its str/dict/list subclasses included; a vaulted string is
-    not a str): templating it would return it unchanged."""
+    """Only str keys and str/int/float/bool/null/list/mapping values (Ansible's tagged subclasses included; a
+    vaulted string, a date or a set is none of them) with no template marker: templating it would return it
+    unchanged, and libyaml reads it as Ansible's loader does."""
     if isinstance(value, dict):
-        return all(_templating_is_identity(v) for v in value.values())
+        return all(isinstance(k, str) and _templating_is_identity(v) for k, v in value.items())
     if isinstance(value, list):
         return all(_templating_is_identity(v) for v in value)
     if isinstance(value, str):
