@@ -191,12 +191,17 @@ def _start(host: LabHost, owner: str) -> str:
         if info["Config"]["Labels"].get(LABEL) != owner:
             raise LabHostError(f"container {host.container} exists but does not belong to {owner}; "
                                f"remove it or rename the host")
-        ip = ((info["NetworkSettings"]["Networks"].get(NETWORK) or {}).get("IPAMConfig") or {}).get("IPv4Address")
-        if ip != host.address:
+        attached = info["NetworkSettings"]["Networks"].get(NETWORK) or {}
+        ip = (attached.get("IPAMConfig") or {}).get("IPv4Address")
+        if ip != host.address and (ip or info["State"]["Running"]):
             raise LabHostError(f"{host.name} runs with address {ip}, the inventory says {host.address}: "
                                f"run `solv-provision lab down` and `up` again")
         if info["State"]["Running"]:
             return "running"
+        if attached.get("NetworkID") != _inspect("network", NETWORK)["Id"]:
+            # The network was made again (docker's state reset): attach the stopped host to the new one.
+            _docker("network", "disconnect", "-f", NETWORK, host.container, check=False)
+            _docker("network", "connect", "--ip", host.address, "--alias", host.name, NETWORK, host.container)
         _docker("start", host.container)
         return "started"
     labels = ["--label", f"{LABEL}={owner}", "--label", f"{LABEL_HOST}={host.name}"]

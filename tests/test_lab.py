@@ -187,6 +187,14 @@ def test_lab_up_is_idempotent_and_down_removes_only_the_lab(lab_inventory, bysta
     status = runner.invoke(lab, ["status", "-i", str(inv)])
     assert status.output.strip() == f"{host.name}: running at {host.address}, systemd {state}, ssh ok"
 
+    # A stopped host whose network went away (docker's state reset) is attached again, at its address.
+    for args in (["stop", "-t", "1", host.container], ["network", "disconnect", "-f", lab_hosts.NETWORK, host.container]):
+        subprocess.run(["docker", *args], capture_output=True, check=True)
+    third = runner.invoke(lab, ["up", "-i", str(inv), "--images", "none"])
+    assert third.exit_code == 0, third.output
+    assert third.output.strip().startswith(f"{host.name}: started at {host.address}, systemd ")
+    assert third.output.strip().endswith("ssh ok")
+
     down = runner.invoke(lab, ["down", "-i", str(inv)])
     assert down.exit_code == 0, down.output
     assert _inspect("container", host.container) is None

@@ -183,6 +183,11 @@ def solv_pending_dirs(dirs, probe_paths=None):
     return pending
 
 
+def solv_file_args(f):
+    """One file as solv_files takes it (whether it is secret is said by the list it goes in)."""
+    return {"path": f["path"], "content": f["content"], "mode": f["mode"], "owner": str(f.get("owner", "root"))}
+
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -277,6 +282,7 @@ class FilterModule:
             "solv_container_run_args": solv_container_run_args,
             "solv_pending_files": solv_pending_files,
             "solv_pending_dirs": solv_pending_dirs,
+            "solv_file_args": solv_file_args,
             "solv_container_spec": solv_container_spec,
             "solv_arg_lines": solv_arg_lines,
         }
