@@ -19,5 +19,5 @@ yamllint -s .
 ansible-lint --offline -q
 
 echo "== pytest"
-pytest -ra "$@"
+pytest -ra --durations=15 "$@"
 echo "test.sh: done in $((SECONDS - t0)) s"

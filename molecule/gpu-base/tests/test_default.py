@@ -97,3 +97,23 @@ def test_vllm_alone_reads_the_gpu_runtime_a_previous_run_stored(host, tmp_path):
         assert run.returncode == 0 and "GPU-MODE cdi" in run.stdout, run.stdout[-3000:]
     finally:
         host.run("rm -f /etc/ansible/facts.d/solv.fact")
+
+
+def test_switching_the_engine_source_is_refused_naming_the_installed_package(host, tmp_path):
+    """docker.io is installed (source distro): asked for Docker's own packages, the role stops before touching
+    anything and names the package that conflicts (read with one dpkg-query, not package_facts)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[3]
+    play = tmp_path / "engine.yml"
+    play.write_text("- hosts: inference\n  become: true\n  gather_subset: [min]\n  roles: [container_engine]\n")
+    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "--check", "-i",
+                          str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent), str(play),
+                          "-e", "container_engine_source=docker"],
+                         capture_output=True, text=True, timeout=300, check=False,
+                         env={**os.environ, "ANSIBLE_ROLES_PATH": str(repo / "roles")})
+    said = " ".join((run.stdout + run.stderr).split())
+    assert run.returncode != 0 and "docker.io installed, but container_engine_source=docker" in said, said[-3000:]
