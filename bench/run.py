@@ -1,7 +1,8 @@
 """The benchmark suite, one command (README "Benchmarks"):
 
     .venv/bin/python bench/run.py                      # the controller benchmarks (no host needed)
-    .venv/bin/python bench/run.py --lab inventories/lab  # also a no-op re-run of `apply` on a converged lab
+    .venv/bin/python bench/run.py --lab inventories/lab  # also, on a converged lab: a no-op re-run of `apply`,
+                                                         # and the gateway (bench_gateway.py on the gateway host)
 
 Each case runs --repeat times (default 3) and writes bench/results/<case>.json (samples, min/median/max, target);
 then the table between the markers in bench/RESULTS.md is rewritten and, with matplotlib installed
@@ -26,11 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import inventory_gen
+import yaml
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 TABLE = BENCH / "RESULTS.md"
-START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 CLI = shutil.which("solv-provision", path=str(Path(sys.executable).parent)) or "solv-provision"
 SIZES = (10, 100, 1000)
 
@@ -89,6 +90,67 @@ def run_case(case: Case, repeat: int) -> dict:
             "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": f"{platform.node()}, {os.cpu_count()} cores"}
 
 
+# The issue's targets for what LiteLLM adds to a chat completion, on 2 cores, with the settings the roles ship.
+GATEWAY_TARGETS = {"added_p50_ms": 10.0, "added_p95_ms": 13.0, "rps": 100.0}
+
+
+def _ssh(lab: Path, address: str, command: str, stdin: bytes | None = None) -> str:
+    argv = ["ssh", "-i", str(lab / ".lab" / "id_ed25519"), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"root@{address}", command]
+    r = subprocess.run(argv, input=stdin, capture_output=True, check=False)
+    if r.returncode != 0:
+        raise SystemExit(f"ssh {address} {command!r}: exit {r.returncode}\n{r.stderr.decode(errors='replace')}")
+    return r.stdout.decode()
+
+
+def gateway(lab: Path, repeat: int, root: str = "/opt/solv") -> dict:
+    """bench_gateway.py on the lab's gateway host: the first vLLM instance of LiteLLM's config straight, through
+    LiteLLM's container, and through the HTTPS entry point; `repeat` rounds, each endpoint in turn."""
+    hosts = yaml.safe_load((lab / "hosts.yml").read_text())["all"]["children"]
+    gw = next(iter(hosts["gateway"]["hosts"]))
+    address = next(h[gw]["ansible_host"] for g in hosts.values() for h in [g.get("hosts") or {}] if (h.get(gw) or {}))
+    first = yaml.safe_load(_ssh(lab, address, f"cat {root}/litellm/config.yaml"))["model_list"][0]
+    model, direct = first["model_name"], first["litellm_params"]["api_base"].removesuffix("/v1")
+    litellm_ip = _ssh(lab, address, "docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "
+                                    "solv-litellm").strip()
+    script = (BENCH / "bench_gateway.py").read_bytes()
+    master = f"{root}/secrets/litellm_master_key"
+    argv = ["python3", "-", "--model", model, "--ca", f"{root}/secrets/caddy_ca_certificate",
+            f"{direct}={root}/secrets/vllm_api_key", f"http://{litellm_ip}:4000={master}", f"https://{address}={master}"]
+    rounds = [json.loads(_ssh(lab, address, " ".join(argv), script)) for _ in range(repeat)]
+    names = ("vllm", "litellm", "entrypoint")
+    per = {name: [r["endpoints"][i] for r in rounds] for i, name in enumerate(names)}
+
+    def med(name: str, key: str) -> float:
+        return round(statistics.median(e[key] for e in per[name]), 2)
+
+    out = {"case": "gateway", "model": model, "rounds": repeat,
+           "added_p50_ms": round(med("litellm", "p50_ms") - med("vllm", "p50_ms"), 2),
+           "added_p95_ms": round(med("litellm", "p95_ms") - med("vllm", "p95_ms"), 2),
+           "entrypoint_added_p50_ms": round(med("entrypoint", "p50_ms") - med("litellm", "p50_ms"), 2),
+           "rps": round(statistics.median(e["concurrent"]["rps"] for e in per["litellm"]), 1),
+           "errors": sum(e["concurrent"]["errors"] for e in per["litellm"] + per["entrypoint"]),
+           "endpoints": {name: [{k: v for k, v in e.items()} for e in per[name]] for name in names},
+           "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": f"{platform.node()}, {os.cpu_count()} cores"}
+    out["met"] = (out["added_p50_ms"] <= GATEWAY_TARGETS["added_p50_ms"] and out["added_p95_ms"] <= GATEWAY_TARGETS["added_p95_ms"]
+                  and out["rps"] >= GATEWAY_TARGETS["rps"] and out["errors"] == 0)
+    return out
+
+
+def gateway_table(g: dict) -> str:
+    lat = {n: f"{statistics.median(e['p50_ms'] for e in g['endpoints'][n]):.1f} / "
+              f"{statistics.median(e['p95_ms'] for e in g['endpoints'][n]):.1f} ms" for n in g["endpoints"]}
+    return "\n".join([
+        "| gateway (model " + g["model"] + f", {g['rounds']} rounds) | target | measured | met |", "|---|---|---|---|",
+        f"| added by LiteLLM, p50 / p95 (direct {lat['vllm']}, through LiteLLM {lat['litellm']}) | ≤ 10 / ≤ 13 ms | "
+        f"{g['added_p50_ms']:.1f} / {g['added_p95_ms']:.1f} ms | "
+        f"{'yes' if g['added_p50_ms'] <= 10 and g['added_p95_ms'] <= 13 else '**no**'} |",
+        f"| through LiteLLM, 32 clients | ≥ 100 req/s, 0 errors | {g['rps']:.0f} req/s, {g['errors']} errors | "
+        f"{'yes' if g['rps'] >= 100 and g['errors'] == 0 else '**no**'} |",
+        f"| added by the HTTPS entry point (Caddy), p50 (through it {lat['entrypoint']}) | - | "
+        f"{g['entrypoint_added_p50_ms']:.1f} ms | - |"])
+
+
 def table(results: list[dict]) -> str:
     rows = ["| case | target (median) | min / median / max | max RSS | met |", "|---|---|---|---|---|"]
     for r in results:
@@ -99,16 +161,22 @@ def table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def write_table(results: list[dict]) -> None:
+def write_block(name: str, body: str) -> None:
+    """Rewrite the block between <!-- name:start --> and <!-- name:end --> in RESULTS.md (appended if new)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = TABLE.read_text()
-    block = f"{START}\nWritten by `bench/run.py` ({results[0]['when']}, {results[0]['machine']}; "\
-            f"{len(results[0]['samples_s'])} runs each):\n\n{table(results)}\n{END}"
-    if START in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
+    block = f"{start}\n{body}\n{end}"
+    if start in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
-        text = text.rstrip() + "\n\n## Suite (`bench/run.py`)\n\n" + block + "\n"
+        text = text.rstrip() + f"\n\n{block}\n"
     TABLE.write_text(text)
+
+
+def write_table(results: list[dict]) -> None:
+    write_block("bench", f"Written by `bench/run.py` ({results[0]['when']}, {results[0]['machine']}; "
+                         f"{len(results[0]['samples_s'])} runs each):\n\n{table(results)}")
 
 
 def plot(results: list[dict], folder: Path) -> Path | None:
@@ -135,12 +203,35 @@ def plot(results: list[dict], folder: Path) -> Path | None:
     return path
 
 
+def plot_gateway(g: dict, folder: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, label in (("vllm", "vLLM (stand-in) direct"), ("litellm", "through LiteLLM"),
+                        ("entrypoint", "through HTTPS entry point")):
+        ms = sorted(t for e in g["endpoints"][name] for t in e["samples_ms"])
+        ax.plot(ms, [i / len(ms) for i in range(1, len(ms) + 1)], label=label)
+    ax.set(xscale="log", xlabel="ms per chat completion (sequential, kept-alive)", ylabel="fraction of requests",
+           title="Gateway latency distribution")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    path = folder / "gateway.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only", action="append", default=[],
                     help="run only this case (validate-100), or a family of them (validate)")
-    ap.add_argument("--lab", metavar="INVENTORY", help="a converged lab inventory: adds the no-op apply")
+    ap.add_argument("--lab", metavar="INVENTORY", help="a converged lab inventory: adds the no-op apply and the gateway")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where the JSON files go (default bench/results)")
     args = ap.parse_args()
     args.results.mkdir(exist_ok=True)
@@ -158,7 +249,16 @@ def main() -> int:
     if not args.only:  # a partial run leaves the table as it is
         write_table(results)
         plot(results, args.results)
-    return 1 if any(r["met"] is False for r in results) else 0
+    gateway_met = True
+    if args.lab and (not args.only or "gateway" in args.only):
+        g = gateway(Path(args.lab), args.repeat)
+        (args.results / "gateway.json").write_text(json.dumps(g, indent=2) + "\n")
+        print(f"gateway: LiteLLM adds p50 {g['added_p50_ms']:.1f} ms, p95 {g['added_p95_ms']:.1f} ms; "
+              f"{g['rps']:.0f} req/s with 32 clients, {g['errors']} errors  {'ok' if g['met'] else 'MISSED'}")
+        write_block("gateway", f"Written by `bench/run.py --lab` ({g['when']}, {g['machine']}):\n\n{gateway_table(g)}")
+        plot_gateway(g, args.results)
+        gateway_met = g["met"]
+    return 1 if any(r["met"] is False for r in results) or not gateway_met else 0
 
 
 if __name__ == "__main__":

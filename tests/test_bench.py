@@ -28,7 +28,7 @@ def test_a_partial_run_writes_one_result_per_case(tmp_path):
 
 def test_the_table_is_replaced_between_its_markers(tmp_path, monkeypatch):
     table = tmp_path / "RESULTS.md"
-    table.write_text(f"# Results\n\nkept above\n\n{bench.START}\nold table\n{bench.END}\n\nkept below\n")
+    table.write_text("# Results\n\nkept above\n\n<!-- bench:start -->\nold table\n<!-- bench:end -->\n\nkept below\n")
     monkeypatch.setattr(bench, "TABLE", table)
     result = {"case": "help", "what": "`--help`", "samples_s": [0.1, 0.2, 0.3], "min_s": 0.1, "median_s": 0.2,
               "max_s": 0.3, "max_rss_mib": 15, "target_s": 0.3, "size": None, "met": True,
@@ -38,3 +38,49 @@ def test_the_table_is_replaced_between_its_markers(tmp_path, monkeypatch):
     assert "old table" not in text and "kept above" in text and "kept below" in text
     assert "| `--help` | ≤ 0.3 s | 0.10 / 0.20 / 0.30 s | 15 MiB | yes |" in text
     assert "| `validate` | - | 0.10 / 0.20 / 0.30 s | 15 MiB | - |" in text
+
+
+def _fake_openai(key: str):
+    """A chat-completions endpoint on loopback that wants `key`."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            ok = self.headers.get("Authorization") == f"Bearer {key}" and self.path == "/v1/chat/completions"
+            body = b'{"choices": []}' if ok else b'{"error": "no"}'
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_the_gateway_benchmark_measures_each_endpoint_with_its_key_file(tmp_path):
+    server = _fake_openai("k1")
+    key, wrong = tmp_path / "key", tmp_path / "wrong"
+    key.write_text("k1\n")
+    wrong.write_text("k2\n")
+    url = f"http://127.0.0.1:{server.server_port}"
+    script = [sys.executable, str(REPO / "bench" / "bench_gateway.py"), "--model", "m", "-n", "20", "--clients", "4",
+              "--requests", "40"]
+    try:
+        done = subprocess.run([*script, f"{url}={key}", f"{url}={key}"], capture_output=True, text=True,
+                              timeout=120, check=True)
+        refused = subprocess.run([*script, f"{url}={wrong}"], capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        server.shutdown()
+    out = json.loads(done.stdout)
+    assert [len(e["samples_ms"]) for e in out["endpoints"]] == [20, 20]
+    assert all(e["concurrent"]["requests"] == 40 and e["concurrent"]["errors"] == 0 for e in out["endpoints"])
+    assert "k1" not in done.stdout  # the key is read from its file and never printed
+    assert refused.returncode != 0 and f"{url}: status 401" in refused.stderr

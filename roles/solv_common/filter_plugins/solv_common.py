@@ -184,8 +184,8 @@ def solv_pending_dirs(dirs, probe_paths=None):
 
 
 def solv_file_args(f):
-    """One file as solv_files takes it (whether it is secret is said by the list it goes in)."""
-    return {"path": f["path"], "content": f["content"], "mode": f["mode"], "owner": str(f.get("owner", "root"))}
+    """One file as solv_files takes it, without its content (that goes in the module's no_log `contents`)."""
+    return {"path": f["path"], "mode": f["mode"], "owner": str(f.get("owner", "root")), "secret": bool(f["secret"])}
 
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

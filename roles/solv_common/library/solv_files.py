@@ -12,7 +12,7 @@ description:
   - Creates the directories, then writes each file whose content differs (a temporary file in the same
     directory, renamed over the old one) and sets the mode and owner of each that differs.
   - One remote call instead of one per file keeps a converge and C(render) cheap. Check mode reports what
-    would change, with a diff per file; the content of I(secret_files) is never returned or shown.
+    would change, with a unified diff per file; of a secret file only that it changes.
 options:
   dirs:
     description: "Directories: [{path, mode, owner, group}] (owner and group: a name or a numeric id)."
@@ -20,14 +20,16 @@ options:
     elements: dict
     default: []
   files:
-    description: "Files: [{path, content, mode, owner}] (group root)."
+    description: "Files: [{path, mode, owner, secret}] (group root); their content is in I(contents)."
     type: list
     elements: dict
     default: []
-  secret_files:
-    description: Like I(files); their content is a no_log value and their diff says only that it changed.
+  contents:
+    description:
+      - The content of each of I(files), in the same order. A no_log value, so that no content reaches the
+        host's log (a module logs its parameters there) and, for secret files, no result.
     type: list
-    elements: dict
+    elements: str
     default: []
   set_owner:
     description: Set owners and groups (false when rendering into a folder as an unprivileged user).
@@ -42,6 +44,7 @@ changed_paths:
   type: list
 """
 
+import difflib
 import grp
 import os
 import pwd
@@ -113,10 +116,15 @@ def _old_content(path, st):
         return fh.read()
 
 
-def _write_file(module, f, secret, set_owner):
+def _unified(path, existed, old, new):
+    return "".join(difflib.unified_diff(old.decode("utf-8", "replace").splitlines(True), new.splitlines(True),
+                                        path if existed else "/dev/null", path))
+
+
+def _write_file(module, f, text, set_owner):
     """Returns (changed, diff) for one file."""
-    path, mode = f["path"], int(f["mode"], 8)
-    content = f["content"].encode("utf-8")
+    path, mode, secret = f["path"], int(f["mode"], 8), f["secret"]
+    content = text.encode("utf-8")
     uid = _uid(f["owner"], path) if set_owner else None
     gid = 0 if set_owner else None
     if not os.path.isdir(os.path.dirname(path)):
@@ -155,27 +163,28 @@ def _write_file(module, f, secret, set_owner):
     elif old is None:
         diff = {"prepared": "%s: content changed (over %d KiB: not shown)" % (path, _DIFF_MAX // 1024)}
     else:
-        diff = {"before_header": path if st is not None else "/dev/null", "after_header": path,
-                "before": old.decode("utf-8", "replace"), "after": f["content"]}
+        # Unified, not before/after: the module masks its no_log values (the contents) in what it returns.
+        diff = {"prepared": _unified(path, st is not None, old, text)}
     return True, diff
 
 
 def main():
-    file_options = dict(path=dict(type="path", required=True), content=dict(type="str", required=True),
-                        mode=dict(type="str", default="0644"), owner=dict(type="str", default="root"))
-    secret_options = dict(file_options, content=dict(type="str", required=True, no_log=True))
     module = AnsibleModule(
         argument_spec=dict(
             dirs=dict(type="list", elements="dict", default=[],
                       options=dict(path=dict(type="path", required=True), mode=dict(type="str", default="0755"),
                                    owner=dict(type="str", default="root"), group=dict(type="str", default="root"))),
-            files=dict(type="list", elements="dict", default=[], options=file_options),
-            secret_files=dict(type="list", elements="dict", default=[], options=secret_options),
+            files=dict(type="list", elements="dict", default=[],
+                       options=dict(path=dict(type="path", required=True), mode=dict(type="str", default="0644"),
+                                    owner=dict(type="str", default="root"), secret=dict(type="bool", default=False))),
+            contents=dict(type="list", elements="str", default=[], no_log=True),
             set_owner=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
     p = module.params
+    if len(p["contents"]) != len(p["files"]):
+        module.fail_json(msg="%d files but %d contents" % (len(p["files"]), len(p["contents"])))
     changed_paths, diffs = [], []
     try:
         for d in p["dirs"]:
@@ -183,8 +192,8 @@ def main():
             if said:
                 changed_paths.append(d["path"])
                 diffs.append({"prepared": "%s/: %s" % (d["path"].rstrip("/"), ", ".join(said))})
-        for f, secret in [(f, False) for f in p["files"]] + [(f, True) for f in p["secret_files"]]:
-            changed, diff = _write_file(module, f, secret, p["set_owner"])
+        for f, text in zip(p["files"], p["contents"]):
+            changed, diff = _write_file(module, f, text, p["set_owner"])
             if changed:
                 changed_paths.append(f["path"])
                 diffs.append(diff)
