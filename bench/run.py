@@ -179,7 +179,8 @@ def write_table(results: list[dict]) -> None:
                          f"{len(results[0]['samples_s'])} runs each):\n\n{table(results)}")
 
 
-def plot(results: list[dict], folder: Path) -> Path | None:
+def _axes():
+    """A figure's axes, or None without matplotlib."""
     try:
         import matplotlib
 
@@ -188,42 +189,39 @@ def plot(results: list[dict], folder: Path) -> Path | None:
     except ImportError:
         print("matplotlib not installed: no plot (pip install -e .[bench])")
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
+    return plt.subplots(figsize=(6, 4))[1]
+
+
+def _save(ax, folder: Path, name: str, **labels) -> Path:
+    ax.set(xscale="log", **labels)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    path = folder / name
+    ax.figure.tight_layout()
+    ax.figure.savefig(path, dpi=100)
+    return path
+
+
+def plot(results: list[dict], folder: Path) -> Path | None:
+    if (ax := _axes()) is None:
+        return None
     for prefix, label in (("validate-", "validate"), ("render-litellm-", "render litellm")):
         points = sorted((r["size"], r["median_s"]) for r in results if r["case"].startswith(prefix) and r["size"])
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=label)
-    ax.set(xscale="log", xlabel="inference hosts (4 vLLM instances each)", ylabel="seconds (median)",
-           title="Controller time against inventory size")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    path = folder / "scale.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
+    return _save(ax, folder, "scale.png", xlabel="inference hosts (4 vLLM instances each)",
+                 ylabel="seconds (median)", title="Controller time against inventory size")
 
 
 def plot_gateway(g: dict, folder: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if (ax := _axes()) is None:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
     for name, label in (("vllm", "vLLM (stand-in) direct"), ("litellm", "through LiteLLM"),
                         ("entrypoint", "through HTTPS entry point")):
         ms = sorted(t for e in g["endpoints"][name] for t in e["samples_ms"])
         ax.plot(ms, [i / len(ms) for i in range(1, len(ms) + 1)], label=label)
-    ax.set(xscale="log", xlabel="ms per chat completion (sequential, kept-alive)", ylabel="fraction of requests",
-           title="Gateway latency distribution")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    path = folder / "gateway.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
+    return _save(ax, folder, "gateway.png", xlabel="ms per chat completion (sequential, kept-alive)",
+                 ylabel="fraction of requests", title="Gateway latency distribution")
 
 
 def main() -> int:
