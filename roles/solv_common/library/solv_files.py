@@ -144,14 +144,18 @@ def _write_file(module, f, text, set_owner):
         if content_differs:
             fd, tmp = tempfile.mkstemp(prefix=".solv-", dir=os.path.dirname(path))
             try:
-                os.write(fd, content)
-                os.fsync(fd)
-                os.fchmod(fd, mode)
-                if set_owner:
-                    os.fchown(fd, uid, gid)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(content)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    os.fchmod(fh.fileno(), mode)
+                    if set_owner:
+                        os.fchown(fh.fileno(), uid, gid)
+                os.replace(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
         else:
             os.chmod(path, mode)
             if set_owner:
