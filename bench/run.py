@@ -29,6 +29,8 @@ from pathlib import Path
 import inventory_gen
 import yaml
 
+from solv_provision import lab_hosts
+
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 TABLE = BENCH / "RESULTS.md"
@@ -94,30 +96,28 @@ def run_case(case: Case, repeat: int) -> dict:
 GATEWAY_TARGETS = {"added_p50_ms": 10.0, "added_p95_ms": 13.0, "rps": 100.0}
 
 
-def _ssh(lab: Path, address: str, command: str, stdin: bytes | None = None) -> str:
-    argv = ["ssh", "-i", str(lab / ".lab" / "id_ed25519"), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"root@{address}", command]
-    r = subprocess.run(argv, input=stdin, capture_output=True, check=False)
+def _ssh(lab: Path, host: lab_hosts.LabHost, command: str, stdin: bytes | None = None) -> str:
+    r = subprocess.run(lab_hosts.ssh_argv(host, lab_hosts.key_path(lab), command), input=stdin,
+                       capture_output=True, check=False)
     if r.returncode != 0:
-        raise SystemExit(f"ssh {address} {command!r}: exit {r.returncode}\n{r.stderr.decode(errors='replace')}")
+        raise SystemExit(f"ssh {host.address} {command!r}: exit {r.returncode}\n{r.stderr.decode(errors='replace')}")
     return r.stdout.decode()
 
 
 def gateway(lab: Path, repeat: int, root: str = "/opt/solv") -> dict:
     """bench_gateway.py on the lab's gateway host: the first vLLM instance of LiteLLM's config straight, through
     LiteLLM's container, and through the HTTPS entry point; `repeat` rounds, each endpoint in turn."""
-    hosts = yaml.safe_load((lab / "hosts.yml").read_text())["all"]["children"]
-    gw = next(iter(hosts["gateway"]["hosts"]))
-    address = next(h[gw]["ansible_host"] for g in hosts.values() for h in [g.get("hosts") or {}] if (h.get(gw) or {}))
-    first = yaml.safe_load(_ssh(lab, address, f"cat {root}/litellm/config.yaml"))["model_list"][0]
+    gw = next(iter(yaml.safe_load((lab / "hosts.yml").read_text())["all"]["children"]["gateway"]["hosts"]))
+    host = next(h for h in lab_hosts.read_hosts(lab) if h.name == gw)
+    first = yaml.safe_load(_ssh(lab, host, f"cat {root}/litellm/config.yaml"))["model_list"][0]
     model, direct = first["model_name"], first["litellm_params"]["api_base"].removesuffix("/v1")
-    litellm_ip = _ssh(lab, address, "docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "
+    litellm_ip = _ssh(lab, host, "docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "
                                     "solv-litellm").strip()
     script = (BENCH / "bench_gateway.py").read_bytes()
     master = f"{root}/secrets/litellm_master_key"
     argv = ["python3", "-", "--model", model, "--ca", f"{root}/secrets/caddy_ca_certificate",
-            f"{direct}={root}/secrets/vllm_api_key", f"http://{litellm_ip}:4000={master}", f"https://{address}={master}"]
-    rounds = [json.loads(_ssh(lab, address, " ".join(argv), script)) for _ in range(repeat)]
+            f"{direct}={root}/secrets/vllm_api_key", f"http://{litellm_ip}:4000={master}", f"https://{host.address}={master}"]
+    rounds = [json.loads(_ssh(lab, host, " ".join(argv), script)) for _ in range(repeat)]
     names = ("vllm", "litellm", "entrypoint")
     per = {name: [r["endpoints"][i] for r in rounds] for i, name in enumerate(names)}
 
@@ -130,7 +130,7 @@ def gateway(lab: Path, repeat: int, root: str = "/opt/solv") -> dict:
            "entrypoint_added_p50_ms": round(med("entrypoint", "p50_ms") - med("litellm", "p50_ms"), 2),
            "rps": round(statistics.median(e["concurrent"]["rps"] for e in per["litellm"]), 1),
            "errors": sum(e["concurrent"]["errors"] for e in per["litellm"] + per["entrypoint"]),
-           "endpoints": {name: [{k: v for k, v in e.items()} for e in per[name]] for name in names},
+           "endpoints": per,
            "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": f"{platform.node()}, {os.cpu_count()} cores"}
     out["met"] = (out["added_p50_ms"] <= GATEWAY_TARGETS["added_p50_ms"] and out["added_p95_ms"] <= GATEWAY_TARGETS["added_p95_ms"]
                   and out["rps"] >= GATEWAY_TARGETS["rps"] and out["errors"] == 0)

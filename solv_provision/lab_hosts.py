@@ -165,14 +165,15 @@ def _install_key(host: LabHost, pubkey: str) -> bool:
     return True
 
 
+def ssh_argv(host: LabHost, key: Path, command: str) -> list[str]:
+    """ssh running `command` as root on a lab host (its key; host keys change with every lab: not kept)."""
+    return ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+            f"root@{host.address}", command]
+
+
 def ssh_works(host: LabHost, key: Path) -> bool:
-    r = subprocess.run(
-        ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-         "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
-         f"root@{host.address}", "true"],
-        capture_output=True, text=True, check=False,
-    )
-    return r.returncode == 0
+    return subprocess.run(ssh_argv(host, key, "true"), capture_output=True, check=False).returncode == 0
 
 
 def _wait_ssh(host: LabHost, key: Path) -> None:
