@@ -100,6 +100,8 @@ def vllm():
     (["--model", "m", "--quantization", "int3"], 2, "invalid choice"),
     (["--served-model-name", "x"], 1, "no model"),
     (["a/b", "--model", "c/d"], 1, "model given twice"),
+    (["--model", "m", "--runner", "embed"], 2, "invalid choice"),
+    (["--model", "m", "--runner", "generate", "--convert", "embed"], 1, "needs the pooling runner"),
 ])
 def test_vllm_refuses_malformed_flags(args, code, message):
     r = _run("vllm_standin", *args, "--port", str(_free_port()))
@@ -185,6 +187,52 @@ def test_vllm_keepalive_is_not_delayed(vllm):
         assert vllm.request("POST", "/v1/completions", {"prompt": "x"}, key=KEY, conn=conn)[0] == 200
     conn.close()
     assert time.monotonic() - start < 0.5
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    port = _free_port()
+    proc = Proc("vllm_standin", port, "--model", "BAAI/bge-small-en-v1.5", "--served-model-name", "bge-small",
+                "--runner", "pooling", "--host", "127.0.0.1", "--port", str(port), "--api-key", KEY)
+    yield proc
+    proc.stop()
+
+
+def _vectors(proc: Proc, inputs, **extra) -> list[list[float]]:
+    status, body = proc.request("POST", "/v1/embeddings", {"model": "bge-small", "input": inputs, **extra}, key=KEY)
+    assert status == 200, body
+    answer = json.loads(body)
+    assert answer["object"] == "list" and answer["model"] == "bge-small"
+    assert [d["index"] for d in answer["data"]] == list(range(len(answer["data"])))
+    return [d["embedding"] for d in answer["data"]]
+
+
+def test_pooling_model_embeds_deterministically_and_texts_sharing_words_are_nearest(embedder):
+    query, near, far = _vectors(embedder, ["where do the backups go", "the backups go to the NAS at night",
+                                           "GPU temperature alerts fire above 85 degrees"])
+    assert len(query) == 256 and abs(sum(x * x for x in query) - 1) < 1e-9
+    assert _vectors(embedder, "where do the backups go") == [query]
+
+    def cosine(a, b):
+        return sum(x * y for x, y in zip(a, b))
+
+    assert cosine(query, near) > cosine(query, far) + 0.2
+
+
+def test_pooling_model_answers_base64_as_openai_clients_ask(embedder):
+    import base64
+    import struct
+
+    (plain,) = _vectors(embedder, "one text")
+    (packed,) = _vectors(embedder, "one text", encoding_format="base64")
+    assert list(struct.unpack("<256f", base64.b64decode(packed))) == pytest.approx(plain, abs=1e-6)
+
+
+def test_pooling_model_has_no_completion_routes_and_chat_model_no_embeddings(embedder, vllm):
+    assert embedder.request("POST", "/v1/chat/completions", {"messages": []}, key=KEY)[0] == 404
+    assert embedder.request("POST", "/v1/embeddings", {"model": "bge-small", "input": []}, key=KEY)[0] == 400
+    assert embedder.request("POST", "/v1/embeddings", {"model": "bge-small", "input": "x"})[0] == 401
+    assert vllm.request("POST", "/v1/embeddings", {"model": "qwen-0.5b", "input": "x"}, key=KEY)[0] == 404
 
 
 def test_vllm_key_from_env_and_unknown_flags_logged():

@@ -57,6 +57,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-model-len", type=_model_len, default=None)
     p.add_argument("--max-num-seqs", type=_positive_int, default=None)
     p.add_argument("--quantization", "-q", choices=QUANTIZATION_METHODS, default=None)
+    # vLLM's runner (pooling: an embedding model, /v1/embeddings only) and model conversion. The stand-in's
+    # models are chat models, so auto means generate.
+    p.add_argument("--runner", choices=("auto", "draft", "generate", "pooling"), default="auto")
+    p.add_argument("--convert", choices=("auto", "none", "embed", "classify"), default="auto")
     p.add_argument("--broken", action="store_true",
                    help="stand-in only: fail at start like an engine that cannot load (the -broken image)")
     return p
@@ -83,6 +87,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.api_key is None and os.environ.get("VLLM_API_KEY"):
         args.api_key = [os.environ["VLLM_API_KEY"]]
     args.served_model_name = args.served_model_name or [args.model]
+    if args.convert in ("embed", "classify") and args.runner not in ("auto", "pooling"):
+        raise ConfigError(f"--convert {args.convert} needs the pooling runner, got --runner {args.runner}")
+    args.pooling = args.runner == "pooling" or args.convert in ("embed", "classify")
     args.unknown = unknown
     return args
 

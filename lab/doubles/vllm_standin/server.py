@@ -3,13 +3,21 @@
 Answers name the served model, the host identity (env SOLV_STANDIN_IDENTITY, else the hostname),
 the port and the stand-in's version (env SOLV_STANDIN_VERSION, set by the image), so tests can tell
 which replica and which release answered: "[<model>@<identity>:<port> v<version>] echo: <prompt>". `--api-key` guards /v1/* only, as vLLM.
+With `--runner pooling` it is an embedding model instead, as vLLM: /v1/embeddings answers, the completion routes
+do not exist. Its vectors hash each word into one of EMBEDDING_DIM signed dimensions (then unit length), so texts
+sharing words are near each other and a retrieval test knows which chunk a question finds.
 Env SOLV_STANDIN_STARTUP_DELAY (seconds) delays listening, like a model load.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import hmac
+import math
+import re
+import struct
 import json
 import logging
 import os
@@ -23,6 +31,9 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 log = logging.getLogger("vllm_standin")
+
+EMBEDDING_DIM = 256
+_WORD = re.compile(r"\w+")
 
 
 class Server(ThreadingHTTPServer):
@@ -59,6 +70,17 @@ class State:
 
 def _words(text: str) -> int:
     return max(1, len(text.split()))
+
+
+def embed(text: str) -> list[float]:
+    """The stand-in's embedding: signed word hashing, unit length (all zeros for a text without words)."""
+    vector = [0.0] * EMBEDDING_DIM
+    for word in _WORD.findall(text.lower()):
+        digest = hashlib.sha256(word.encode()).digest()
+        index = int.from_bytes(digest[:4], "big") % EMBEDDING_DIM
+        vector[index] += 1.0 if digest[4] & 1 else -1.0
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector] if norm else vector
 
 
 def _prompt_text(body: dict) -> str:
@@ -132,7 +154,8 @@ class Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             self._json(HTTPStatus.UNAUTHORIZED, {"error": "Unauthorized"})
             return
-        if path not in ("/v1/chat/completions", "/v1/completions"):
+        routes = ("/v1/embeddings",) if self.state.args.pooling else ("/v1/chat/completions", "/v1/completions")
+        if path not in routes:
             self._json(HTTPStatus.NOT_FOUND, {"detail": "Not Found"})
             return
         try:
@@ -147,7 +170,34 @@ class Handler(BaseHTTPRequestHandler):
         if model not in self.state.names:
             self._error(HTTPStatus.NOT_FOUND, f"The model `{model}` does not exist.", "NotFoundError")
             return
-        self._complete(path.endswith("chat/completions"), model, body)
+        if path == "/v1/embeddings":
+            self._embeddings(model, body)
+        else:
+            self._complete(path.endswith("chat/completions"), model, body)
+
+    # --- embeddings ---
+    def _embeddings(self, model: str, body: dict) -> None:
+        given = body.get("input")
+        inputs = [given] if isinstance(given, str) else given
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
+            self._error(HTTPStatus.BAD_REQUEST, "input must be a string or a non-empty list of strings",
+                        "BadRequestError")
+            return
+        fmt = body.get("encoding_format") or "float"
+        if fmt not in ("float", "base64"):
+            self._error(HTTPStatus.BAD_REQUEST, f"unsupported encoding_format {fmt!r}", "BadRequestError")
+            return
+        data = []
+        for i, text in enumerate(inputs):
+            vector = embed(text)
+            value = (base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode() if fmt == "base64"
+                     else vector)
+            data.append({"index": i, "object": "embedding", "embedding": value})
+        tokens = sum(_words(t) for t in inputs)
+        self.state.count(tokens, 0)
+        self._json(HTTPStatus.OK, {"id": "embd-" + uuid.uuid4().hex, "object": "list", "created": int(time.time()),
+                                   "model": model, "data": data,
+                                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     # --- completions ---
     def _answer(self, model: str, prompt: str) -> str:
@@ -230,8 +280,8 @@ def serve(args: argparse.Namespace) -> int:
         time.sleep(delay)
     handler = type("BoundHandler", (Handler,), {"state": State(args)})
     server = Server((args.host, args.port), handler)
-    log.info("model=%s served as %s on http://%s:%d (tp=%d pp=%d gpu_mem=%.2f max_len=%s quant=%s)",
-             args.model, ",".join(args.served_model_name), args.host, args.port,
+    log.info("model=%s served as %s on http://%s:%d (runner=%s tp=%d pp=%d gpu_mem=%.2f max_len=%s quant=%s)",
+             args.model, ",".join(args.served_model_name), args.host, args.port, "pooling" if args.pooling else "generate",
              args.tensor_parallel_size, args.pipeline_parallel_size, args.gpu_memory_utilization,
              args.max_model_len, args.quantization)
     log.info("Application startup complete.")
