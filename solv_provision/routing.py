@@ -48,6 +48,12 @@ class VllmInstance:
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
     settings: Mapping[str, Any] = field(default_factory=dict)
+    runner: str = "generate"
+
+    @property
+    def embedding(self) -> bool:
+        """An embedding model (vLLM's pooling runner): /v1/embeddings, no chat."""
+        return self.runner == "pooling"
 
     @property
     def api_base(self) -> str:
@@ -64,6 +70,7 @@ def model_defaults(entry: Mapping[str, Any]) -> dict[str, Any]:
     gpus = list(model.get("gpus") or [])
     model["gpus"] = gpus
     model["served_model_name"] = model.get("served_model_name") or model.get("name")
+    model["runner"] = model.get("runner") or "generate"
     model["pipeline_parallel_size"] = int(model.get("pipeline_parallel_size") or 1)
     if not model.get("tensor_parallel_size"):
         model["tensor_parallel_size"] = max(1, len(gpus) // model["pipeline_parallel_size"])
@@ -71,7 +78,7 @@ def model_defaults(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # Settings that must agree between replicas of one served name (else the group would answer differently).
-REPLICA_KEYS = ("model", "max_model_len", "quantization")
+REPLICA_KEYS = ("model", "max_model_len", "quantization", "runner")
 
 
 def vllm_instances(hosts: Mapping[str, Mapping[str, Any]]) -> list[VllmInstance]:
@@ -93,6 +100,7 @@ def vllm_instances(hosts: Mapping[str, Mapping[str, Any]]) -> list[VllmInstance]
                     tensor_parallel_size=int(m["tensor_parallel_size"]),
                     pipeline_parallel_size=int(m["pipeline_parallel_size"]),
                     settings={k: m.get(k) for k in REPLICA_KEYS},
+                    runner=str(m["runner"]),
                 )
             )
     return sorted(found, key=lambda i: (i.served_model_name, i.host, i.name))
@@ -104,6 +112,17 @@ def model_groups(instances: Iterable[VllmInstance]) -> dict[str, list[VllmInstan
     for inst in instances:
         groups.setdefault(inst.served_model_name, []).append(inst)
     return groups
+
+
+def embedding_names(instances: Iterable[VllmInstance]) -> list[str]:
+    """The served names of the embedding models, sorted (the other served names are chat models)."""
+    return sorted({i.served_model_name for i in instances if i.embedding})
+
+
+def model_kinds(hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """{'served': every served name of the hosts' vLLM instances, 'embedding': those that are embedding models}."""
+    instances = vllm_instances(hosts)
+    return {"served": sorted({i.served_model_name for i in instances}), "embedding": embedding_names(instances)}
 
 
 def litellm_routing(
@@ -128,7 +147,8 @@ def litellm_routing(
                     "api_base": inst.api_base,
                     "api_key": f"os.environ/{VLLM_API_KEY_ENV}",
                 },
-                "model_info": {"id": inst.deployment_id},
+                # mode: LiteLLM's health checks and /model/info call an embedding model as one.
+                "model_info": {"id": inst.deployment_id, **({"mode": "embedding"} if inst.embedding else {})},
             }
         )
     for ext in external_models:

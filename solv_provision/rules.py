@@ -147,8 +147,9 @@ def vllm_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
 
 
 def litellm_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
-    """context: own_address; served_models (names the vLLM instances serve); models_malformed (skip the
-    'serves nothing' rule while vllm_models are broken elsewhere); provider_env_known (false while vaulted)."""
+    """context: own_address; served_models (names the vLLM instances serve) and embedding_models (those that are
+    embedding models); models_malformed (skip the 'serves nothing' rule while vllm_models are broken elsewhere);
+    provider_env_known (false while vaulted)."""
     problems: Problems = []
     key = str(v.get("litellm_master_key") or "")
     if key and not key.startswith("sk-"):
@@ -168,8 +169,14 @@ def litellm_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
     if not names and not ctx.get("models_malformed"):
         problems.append(("litellm_external_models", "LiteLLM would serve no model: no vllm_models on any "
                                                     "'inference' host and no litellm_external_models"))
-    problems += _fallback_problems(v.get("litellm_fallbacks") or {}, names)
+    problems += _fallback_problems(v.get("litellm_fallbacks") or {}, names, _local_kinds(ctx))
     return problems + _container_problems("litellm", v)
+
+
+def _local_kinds(ctx: Mapping[str, Any]) -> dict[str, str]:
+    """Served name -> 'chat' or 'embedding', for the inventory's vLLM instances (external models: unknown)."""
+    embedding = set(ctx.get("embedding_models") or [])
+    return {name: "embedding" if name in embedding else "chat" for name in ctx.get("served_models") or []}
 
 
 def _inline_secret_problems(label: str, params: Mapping[str, Any], provider_env: Any, *, check_env: bool) -> Problems:
@@ -187,7 +194,7 @@ def _inline_secret_problems(label: str, params: Mapping[str, Any], provider_env:
     return problems
 
 
-def _fallback_problems(fallbacks: Any, names: set) -> Problems:
+def _fallback_problems(fallbacks: Any, names: set, kinds: Mapping[str, str]) -> Problems:
     problems: Problems = []
     if not isinstance(fallbacks, Mapping):
         return problems
@@ -200,7 +207,15 @@ def _fallback_problems(fallbacks: Any, names: set) -> Problems:
         for name in [model, *targets]:
             if name not in names:
                 problems.append((f"litellm_fallbacks.{model}", f"'{name}' is not a model LiteLLM serves (known: {known})"))
+        for name in targets:
+            if name in kinds and model in kinds and kinds[name] != kinds[model]:
+                problems.append((f"litellm_fallbacks.{model}", f"'{name}' is {_KIND_WORDS[kinds[name]]}, '{model}' "
+                                                               f"{_KIND_WORDS[kinds[model]]}: a fallback must "
+                                                               "answer the same kind of request"))
     return problems
+
+
+_KIND_WORDS = {"chat": "a chat model", "embedding": "an embedding model (runner: pooling)"}
 
 
 # --- SearXNG -----------------------------------------------------------------------------------------------
@@ -235,6 +250,7 @@ _EMAIL = re.compile(r"[^@]+@localhost|[^@]+@[^@]+\.[^@]+")
 
 
 def openwebui_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
+    """context: own_address; served_models and embedding_models (as for LiteLLM)."""
     problems: Problems = []
     if v.get("openwebui_publish"):
         problems += _bind_problems("openwebui_bind_address", v.get("openwebui_bind_address"), ctx.get("own_address", ""))
@@ -242,8 +258,7 @@ def openwebui_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
         problems.append(("openwebui_openai_api_base_url", "must start with http:// or https://"))
     if v.get("openwebui_web_search") and "<query>" not in str(v.get("openwebui_searxng_query_url") or ""):
         problems.append(("openwebui_searxng_query_url", "must contain <query> (Open WebUI puts the search there)"))
-    if v.get("openwebui_rag_embedding_engine") == "openai" and not v.get("openwebui_rag_embedding_model"):
-        problems.append(("openwebui_rag_embedding_model", "is needed with openwebui_rag_embedding_engine: openai"))
+    problems += _openwebui_model_problems(v, _local_kinds(ctx))
     email = str(v.get("openwebui_admin_email") or "")
     if not _EMAIL.fullmatch(email) or email != email.lower():
         problems.append(("openwebui_admin_email", f"{email!r} must look like name@domain.tld or name@localhost, "
@@ -252,6 +267,36 @@ def openwebui_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
         problems.append(("openwebui_admin_password", "is longer than 72 bytes: bcrypt refuses it and the admin "
                                                      "would silently not be created"))
     return problems + _container_problems("openwebui", v)
+
+
+def openwebui_rag_engine(engine: str, embedding_models: Iterable[str]) -> str:
+    """The engine `auto` stands for: openai when the inventory serves an embedding model, else bypass."""
+    if engine != "auto":
+        return engine
+    return "openai" if list(embedding_models) else "bypass"
+
+
+def _openwebui_model_problems(v: Mapping[str, Any], kinds: Mapping[str, str]) -> Problems:
+    problems: Problems = []
+    embedding = sorted(name for name, kind in kinds.items() if kind == "embedding")
+    engine = openwebui_rag_engine(str(v.get("openwebui_rag_embedding_engine") or "auto"), embedding)
+    rag_model = str(v.get("openwebui_rag_embedding_model") or "")
+    if engine == "openai" and not rag_model and not embedding:
+        problems.append(("openwebui_rag_embedding_model", "is needed with openwebui_rag_embedding_engine: openai "
+                                                          "(no vllm_models entry has runner: pooling)"))
+    if engine == "openai" and kinds.get(rag_model) == "chat":
+        problems.append(("openwebui_rag_embedding_model", f"'{rag_model}' is a chat model; documents need an "
+                                                          f"embedding model (runner: pooling){_known(embedding)}"))
+    defaults = v.get("openwebui_default_models") or []
+    for i, name in enumerate(defaults if isinstance(defaults, list) else []):
+        if kinds.get(name) == "embedding":
+            problems.append((f"openwebui_default_models[{i}]", f"'{name}' is an embedding model; the default "
+                                                               "chat model must be a chat model"))
+    return problems
+
+
+def _known(names: list[str]) -> str:
+    return f"; the inventory's: {', '.join(names)}" if names else ""
 
 
 # --- Caddy (the entry point) -------------------------------------------------------------------------------

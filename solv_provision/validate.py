@@ -270,7 +270,9 @@ def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterat
 
     A value of the wrong type (reported by the spec check) counts as the default here, so one mistake
     gives one message."""
-    served = {i.served_model_name for h in inv.in_group("inference") for i in _instances_of(inv, h)}
+    instances = [i for h in inv.in_group("inference") for i in _instances_of(inv, h)]
+    served = {i.served_model_name for i in instances}
+    embedding = routing.embedding_names(instances)
     malformed = any(inv.hosts[h].get("vllm_models") and not _models(inv, h) for h in inv.in_group("inference"))
     for host in inv.hosts:
         own_address = addresses.host_address(inv.hosts[host], host)
@@ -279,7 +281,7 @@ def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterat
                       for key in specs.role_specs()[role].options}
             provider_env = inv.hosts[host].get("litellm_provider_env")
             models = [] if (host, "vllm_models") in mistyped else _models(inv, host)
-            context = {"own_address": own_address, "models": models, "served_models": served,
+            context = {"own_address": own_address, "models": models, "served_models": served, "embedding_models": embedding,
                        "models_malformed": malformed, "provider_env_known": not isinstance(provider_env, Unresolved)}
             for key, message in rules.role_problems(role, values, context, check_types=False):
                 yield Problem(message, host, key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import subprocess
 import sys
 
@@ -149,3 +151,39 @@ def test_firewall_table_lets_the_gateways_reach_the_instance_ports(cli, tmp_path
     assert "tcp dport { 8001, 8002 } drop" in table.stdout.split("chain input", 1)[1]
     unit = cli("render", "vllm", "-i", tmp_path, "--host", "gpu-1", "--file", "solv-firewall-vllm.service")
     assert "ExecStart=/usr/sbin/nft -f /opt/solv/vllm/firewall.nft" in unit.stdout, unit.output
+
+
+def test_an_embedding_model_is_served_routed_and_used_for_documents(tmp_path):
+    """runner: pooling -> vLLM's pooling runner, gated on /v1/embeddings; LiteLLM routes it as an embedding model
+    (and its gate embeds through the proxy); Open WebUI's RAG (engine auto) uses it through the gateway."""
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {
+        "inference": {"hosts": {"aio": {"ansible_host": "192.0.2.10", "vllm_gpu_mode": "none", "vllm_models": [
+            {"name": "chat", "model": "x/chat", "port": 8001},
+            {"name": "embed", "model": "BAAI/bge-m3", "served_model_name": "bge-m3", "runner": "pooling",
+             "port": 8002}]}}},
+        "gateway": {"hosts": {"aio": {}}}}}}))
+    result = _render("all", "-i", tmp_path, "--host", "aio")
+    assert result.exit_code == 0, result.output
+    files = _files(result.output)
+    units = {n.rsplit("/", 1)[1]: text for n, text in files.items() if "/solv-vllm-" in n and n.endswith(".service")}
+    assert "--runner pooling" in units["solv-vllm-embed.service"]
+    assert "--runner" not in units["solv-vllm-chat.service"]
+    vllm_gate = json.loads(files["aio/opt/solv/gates/solv-vllm-embed.json"])
+    assert vllm_gate["checks"][-1]["url"].endswith(":8002/v1/embeddings")
+    assert vllm_gate["checks"][-1]["body"] == {"model": "bge-m3", "input": "ping"}
+
+    config = yaml.safe_load(files["aio/opt/solv/litellm/config.yaml"])
+    info = {m["model_name"]: m["model_info"] for m in config["model_list"]}
+    assert info["bge-m3"] == {"id": "aio/embed", "mode": "embedding"}
+    assert "mode" not in info["chat"]
+    gate = json.loads(files["aio/opt/solv/gates/solv-litellm.json"])
+    bodies = {c["url"].rsplit(":4000", 1)[1]: c.get("body") for c in gate["checks"]}
+    assert bodies["/v1/chat/completions"]["model"] == "chat"
+    assert bodies["/v1/embeddings"] == {"model": "bge-m3", "input": "ping"}
+
+    env = dict(shlex.split(line)[0].split("=", 1) for line in files["aio/opt/solv/openwebui/env"].splitlines()
+               if "=" in line and not line.startswith("#"))
+    assert env["BYPASS_EMBEDDING_AND_RETRIEVAL"] == "False"
+    assert env["RAG_EMBEDDING_ENGINE"] == "openai"
+    assert env["RAG_EMBEDDING_MODEL"] == "bge-m3"
+    assert env["RAG_OPENAI_API_BASE_URL"] == "http://solv-litellm:4000/v1"

@@ -42,6 +42,17 @@ def test_served_model_name_is_the_group_and_the_backend_model():
     assert entry["litellm_params"]["api_key"] == "os.environ/VLLM_API_KEY"
 
 
+def test_an_embedding_model_is_routed_as_one_and_told_apart():
+    hosts = {**HOSTS, "gpu-c": {"ansible_host": "10.0.0.13", "vllm_models": [
+        {"name": "bge", "served_model_name": "bge-m3", "model": "BAAI/bge-m3", "runner": "pooling", "gpus": [0],
+         "port": 8003}]}}
+    config = routing.litellm_routing(hosts)
+    assert _entries(config, "bge-m3")[0]["model_info"] == {"id": "gpu-c/bge", "mode": "embedding"}
+    assert all("mode" not in m["model_info"] for m in config["model_list"] if m["model_name"] != "bge-m3")
+    assert routing.model_kinds(hosts) == {"served": ["bge-m3", "llama-8b", "qwen-7b", "qwen-coder"],
+                                          "embedding": ["bge-m3"]}
+
+
 def test_external_models_are_appended_untouched():
     config = routing.litellm_routing(HOSTS, EXTERNAL)
     assert config["model_list"][-1] == EXTERNAL[0]

@@ -76,19 +76,25 @@ def test_master_key_message_never_echoes_the_key():
     assert "hunter2" not in problems[0][1]
 
 
-def test_role_preflight_refuses_what_validate_refuses(tmp_path):
+@pytest.mark.parametrize(("case", "role", "message"), [
+    ("plaintext-api-key", "litellm", "litellm_external_models[0] (gpt-4o): litellm_params.api_key is written in plain text"),
+    # The preflights learn which served models are embedding models from the inference hosts' variables.
+    ("fallback-to-embedding-model", "litellm", "litellm_fallbacks.qwen-7b: 'bge-m3' is an embedding model"),
+    ("embedding-model-as-default-chat", "openwebui", "openwebui_default_models[0]: 'bge-m3' is an embedding model"),
+])
+def test_role_preflight_refuses_what_validate_refuses(tmp_path, case, role, message):
     """Plain ansible-playbook (no CLI) runs the role's preflight: the same rule, the same message."""
-    inv = INVENTORIES / "broken" / "plaintext-api-key"
+    inv = INVENTORIES / "broken" / case
     play = tmp_path / "play.yml"
     play.write_text("- hosts: gateway\n  gather_facts: false\n  connection: local\n  tasks:\n"
-                    "    - ansible.builtin.include_role: {name: litellm, tasks_from: preflight.yml}\n")
+                    f"    - ansible.builtin.include_role: {{name: {role}, tasks_from: preflight.yml}}\n")
     env = {"ANSIBLE_ROLES_PATH": str(REPO / "roles"), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
            "PATH": f"{sys.prefix}/bin", "HOME": str(tmp_path), "ANSIBLE_LOCAL_TEMP": str(tmp_path)}
     run = subprocess.run([f"{sys.prefix}/bin/ansible-playbook", "-i", str(inv), str(play),
                           "-e", json.dumps({"ansible_python_interpreter": sys.executable})],
                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert run.returncode != 0
-    assert "litellm_external_models[0] (gpt-4o): litellm_params.api_key is written in plain text" in run.stdout
+    assert message in run.stdout
 
 
 # --- shared secrets ----------------------------------------------------------------------------------------

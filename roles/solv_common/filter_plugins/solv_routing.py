@@ -21,6 +21,11 @@ def solv_litellm_routing(hostvars, inference_hosts, external_models=(), fallback
     return routing.litellm_routing(_hosts(hostvars, inference_hosts), external_models, fallbacks, router_settings)
 
 
+def solv_model_kinds(hostvars, inference_hosts):
+    """{{ hostvars | solv_model_kinds(groups['inference']) }} -> {served: [...], embedding: [...]}"""
+    return routing.model_kinds(_hosts(hostvars, inference_hosts))
+
+
 def solv_host_address(name, hostvars):
     """{{ inventory_hostname | solv_host_address(hostvars) }}"""
     return addresses.host_address(hostvars[name], name)
@@ -36,5 +41,6 @@ class FilterModule:
         return {
             "solv_litellm_routing": solv_litellm_routing,
             "solv_host_address": solv_host_address,
+            "solv_model_kinds": solv_model_kinds,
             "solv_vllm_models": solv_vllm_models,
         }

@@ -31,6 +31,11 @@ def solv_role_problems(role, values, context=None):
     return [f"{key}: {message}" for key, message in rules.role_problems(role, values, context)]
 
 
+def solv_openwebui_rag_engine(engine, embedding_models):
+    """{{ openwebui_rag_embedding_engine | solv_openwebui_rag_engine(embedding_names) }}: what `auto` stands for."""
+    return rules.openwebui_rag_engine(engine, embedding_models or [])
+
+
 def solv_listen(bind_address, own_address):
     """{{ vllm_bind_address | solv_listen(inventory_hostname | solv_host_address(hostvars)) }}
     -> {address, publish, probe}."""
@@ -53,6 +58,7 @@ class FilterModule:
             "solv_role_variables": solv_role_variables,
             "solv_role_problems": solv_role_problems,
             "solv_listen": solv_listen,
+            "solv_openwebui_rag_engine": solv_openwebui_rag_engine,
             "solv_secret_plan": solv_secret_plan,
             "solv_secrets_collect": solv_secrets_collect,
         }

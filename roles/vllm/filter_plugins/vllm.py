@@ -31,6 +31,10 @@ def vllm_command_args(instance):
         args += ["--max-model-len", str(instance["max_model_len"])]
     if instance.get("quantization"):
         args += ["--quantization", str(instance["quantization"])]
+    # vLLM's default runner is auto (from the model's architecture); SOLV names pooling (an embedding model)
+    # explicitly, since routing depends on it, and leaves a chat model's command line as it was.
+    if instance.get("runner") == "pooling":
+        args += ["--runner", "pooling"]
     args += [str(a) for a in instance.get("extra_args") or []]
     return args
 
