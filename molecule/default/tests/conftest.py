@@ -37,12 +37,13 @@ _REQUEST = (
 )
 
 
-def http(host, method, url, token="", payload=None):
-    """{'status', 'body', 'type', 'json' (when the body is JSON)} of one request from the test host."""
-    headers = {"Content-Type": "application/json"}
+def http(host, method, url, token="", payload=None, raw=None, content_type="application/json"):
+    """{'status', 'body', 'type', 'json' (when the body is JSON)} of one request from the test host.
+    raw: a text body sent as is (with its content_type) instead of the JSON of payload."""
+    headers = {"Content-Type": content_type}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    body = json.dumps(payload) if payload is not None else ""
+    body = raw if raw is not None else (json.dumps(payload) if payload is not None else "")
     # The token goes over argv of a short-lived process on a test host: acceptable in a test, never in a role.
     out = host.check_output("python3 -c %s %s %s %s %s", _REQUEST, method, url, json.dumps(headers), body)
     result = json.loads(out)
@@ -133,6 +134,17 @@ def models(host):
         m.setdefault("served_model_name", m["name"])
         out[m["name"]] = m
     return out
+
+
+@pytest.fixture(scope="module")
+def chat_models(models):
+    """The instances that chat (not embedding models: runner pooling)."""
+    return {name: m for name, m in models.items() if m.get("runner", "generate") != "pooling"}
+
+
+@pytest.fixture(scope="module")
+def embedding_models(models):
+    return {name: m for name, m in models.items() if m.get("runner") == "pooling"}
 
 
 _VERSIONS = yaml.safe_load((Path(__file__).resolve().parents[3] / "lab/images/versions.yml").read_text())

@@ -113,10 +113,10 @@ def test_liveliness_open_models_need_the_master_key(host, base, models):
     assert sorted(d["id"] for d in r["json"]["data"]) == sorted(m["served_model_name"] for m in models.values())
 
 
-def test_chat_completion_reaches_each_instance(host, base, models):
+def test_chat_completion_reaches_each_instance(host, base, chat_models):
     key = secret(host, "litellm_master_key")
     me = host.backend.get_hostname()
-    for m in models.values():
+    for m in chat_models.values():
         r = http(host, "POST", f"{base}/v1/chat/completions", key,
                  {"model": m["served_model_name"], "messages": [{"role": "user", "content": PROMPT}]})
         assert r["status"] == 200, r
@@ -124,15 +124,35 @@ def test_chat_completion_reaches_each_instance(host, base, models):
         assert answer == f"[{m['served_model_name']}@{me}:{m['port']} v{standin_image(m).split(':')[1]}] echo: {PROMPT}"
 
 
-def test_streamed_chat_completion_reaches_each_instance(host, base, models):
+def test_streamed_chat_completion_reaches_each_instance(host, base, chat_models):
     key = secret(host, "litellm_master_key")
     me = host.backend.get_hostname()
-    for m in models.values():
+    for m in chat_models.values():
         r = http(host, "POST", f"{base}/v1/chat/completions", key,
                  {"model": m["served_model_name"], "stream": True, "messages": [{"role": "user", "content": PROMPT}]})
         assert r["status"] == 200, r
         assert r["type"].startswith("text/event-stream")
         assert sse_text(r["body"]) == f"[{m['served_model_name']}@{me}:{m['port']} v{standin_image(m).split(':')[1]}] echo: {PROMPT}"
+
+
+def test_embeddings_reach_the_embedding_model_unchanged(host, base, embedding_models, address):
+    """Through the proxy, the same vectors the instance gives; its model group is an embedding model to LiteLLM."""
+    assert embedding_models, "the scenario serves an embedding model (runner: pooling)"
+    key = secret(host, "litellm_master_key")
+    texts = ["where do the backups go", "GPU alerts"]
+    for m in embedding_models.values():
+        r = http(host, "POST", f"{base}/v1/embeddings", key, {"model": m["served_model_name"], "input": texts})
+        assert r["status"] == 200, r
+        direct = http(host, "POST", f"http://{address}:{m['port']}/v1/embeddings", secret(host, "vllm_api_key"),
+                      {"model": m["served_model_name"], "input": texts})
+        assert [d["embedding"] for d in r["json"]["data"]] == [d["embedding"] for d in direct["json"]["data"]]
+        info = http(host, "GET", f"{base}/v1/model/info", key)
+        modes = {e["model_name"]: e["model_info"].get("mode") for e in info["json"]["data"]}
+        assert modes[m["served_model_name"]] == "embedding"
+        # A chat request to an embedding model fails (vLLM's pooling runner has no chat route).
+        chat = http(host, "POST", f"{base}/v1/chat/completions", key,
+                    {"model": m["served_model_name"], "messages": [{"role": "user", "content": "hi"}]})
+        assert chat["status"] >= 400, chat
 
 
 def test_unknown_model_is_refused(host, base):

@@ -39,6 +39,12 @@ def admin_token(host, base, env):
     return r["json"]["token"]
 
 
+@pytest.fixture(scope="module")
+def admin(host, base, env):
+    """One admin session for the tests that only need one (Open WebUI allows 15 sign-ins per 3 minutes per user)."""
+    return admin_token(host, base, env)
+
+
 def test_unit_active_and_enabled(host):
     unit = host.service(NAME)
     assert unit.is_running and unit.is_enabled
@@ -89,14 +95,14 @@ def test_signup_is_refused(host, base):
     assert r["status"] == 403, r
 
 
-def test_models_from_litellm_and_a_chat_through_them(host, base, env, models):
-    token = admin_token(host, base, env)
+def test_models_from_litellm_and_a_chat_through_them(host, base, env, admin, models, chat_models):
+    token = admin
     r = http(host, "GET", f"{base}/api/models", token)
     assert r["status"] == 200, r
     listed = {m["id"] for m in r["json"]["data"]}
     served = {m["served_model_name"] for m in models.values()}
     assert served <= listed, f"Open WebUI lists {sorted(listed)}, LiteLLM serves {sorted(served)}"
-    for model in sorted(served):
+    for model in sorted(m["served_model_name"] for m in chat_models.values()):
         chat = http(host, "POST", f"{base}/api/chat/completions", token,
                     {"model": model, "stream": False, "messages": [{"role": "user", "content": PROMPT}]})
         assert chat["status"] == 200, chat
@@ -106,12 +112,68 @@ def test_models_from_litellm_and_a_chat_through_them(host, base, env, models):
         assert answer.endswith(f"] echo: {PROMPT}"), answer
 
 
-def test_web_search_through_searxng(host, base, env):
+# Three topics, one chunk each (Open WebUI splits at 1,000 characters): the stand-in's embeddings (hashed words)
+# make the chunk that shares the question's words the nearest one.
+RUNBOOK = "\n\n".join(topic + " " + sentence * 8 for topic, sentence in [
+    ("Backups.", "The nightly backups of the gateway go to the NAS in rack seven at two in the morning. "),
+    ("GPU alerts.", "GPU temperature alerts fire above eighty five degrees and page the engineer on call. "),
+    ("Onboarding.", "New developers get their coding assistant key from the platform team on day one. "),
+])
+
+
+def upload(host, base, token, name, text):
+    boundary = "solv-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            f"Content-Type: text/plain\r\n\r\n{text}\r\n--{boundary}--\r\n")
+    # Processed (split, embedded, stored) before the answer comes back.
+    return http(host, "POST", f"{base}/api/v1/files/?process=true&process_in_background=false", token, raw=body,
+                content_type=f"multipart/form-data; boundary={boundary}")
+
+
+def test_documents_are_embedded_through_the_gateway_and_retrieved(host, base, env, admin, embedding_models, chat_models):
+    """RAG with the inventory's embedding model (engine auto): an uploaded document is embedded through LiteLLM by
+    the vLLM stand-in, a question finds the chunk it is about, and a chat with the file gets that chunk as context."""
+    [embedder] = [m["served_model_name"] for m in embedding_models.values()]
+    assert env["RAG_EMBEDDING_ENGINE"] == "openai" and env["RAG_EMBEDDING_MODEL"] == embedder
+    assert env["BYPASS_EMBEDDING_AND_RETRIEVAL"] == "False"
+    assert env["RAG_OPENAI_API_BASE_URL"] == env["OPENAI_API_BASE_URL"]
+    token = admin
+    embedded_before = _embedding_requests(host, embedding_models)
+    r = upload(host, base, token, "runbook.txt", RUNBOOK)
+    assert r["status"] == 200, r
+    file_id = r["json"]["id"]
+    assert _embedding_requests(host, embedding_models) > embedded_before, "the document was not embedded by vLLM"
+
+    question = "which temperature makes the GPU alerts fire"
+    found = http(host, "POST", f"{base}/api/v1/retrieval/query/doc", token,
+                 {"collection_name": f"file-{file_id}", "query": question, "k": 1})
+    assert found["status"] == 200, found
+    [[chunk]] = found["json"]["documents"]
+    assert chunk.startswith("GPU alerts."), chunk
+
+    chat = http(host, "POST", f"{base}/api/chat/completions", token,
+                {"model": next(iter(chat_models.values()))["served_model_name"], "stream": False,
+                 "messages": [{"role": "user", "content": question}], "files": [{"type": "file", "id": file_id}]})
+    assert chat["status"] == 200, chat
+    # The stand-in echoes the prompt Open WebUI built: the retrieved context, then the question.
+    answer = chat["json"]["choices"][0]["message"]["content"]
+    assert "GPU temperature alerts fire above eighty five degrees" in answer and answer.endswith(question), answer
+    # No embedding model of its own on the gateway host: sentence-transformers never ran.
+    assert not host.file(f"{ROOT}/data/openwebui/cache/embedding").exists
+
+
+def _embedding_requests(host, embedding_models):
+    """Requests the embedding instances answered, from their logs (the stand-in logs each request)."""
+    return sum(host.check_output("journalctl -u solv-vllm-%s --no-pager -o cat", name).count("POST /v1/embeddings")
+               for name in embedding_models)
+
+
+def test_web_search_through_searxng(host, base, env, admin):
     # Open WebUI's own web search: it queries SearXNG (format=json, on the Docker network) and returns the results.
     # The lab cannot reach the web, so the scenario passes snippets on instead of fetching pages
     # (openwebui_web_search_fetch_pages: false); otherwise Open WebUI refuses the unresolvable result URLs.
     assert env.get("BYPASS_WEB_SEARCH_WEB_LOADER") == "True", "set openwebui_web_search_fetch_pages: false in the scenario"
-    token = admin_token(host, base, env)
+    token = admin
     query = f"solv web search {time.time_ns()}"
     r = http(host, "POST", f"{base}/api/v1/retrieval/process/web/search", token, {"queries": [query]})
     assert r["status"] == 200, r

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import http, inspect, process_env, secret
 
-USERS = ["solv-vllm-qwen-0.5b", "solv-vllm-llama-1b", "solv-litellm"]
+USERS = ["solv-vllm-qwen-0.5b", "solv-vllm-llama-1b", "solv-vllm-bge-small", "solv-litellm"]
 OTHERS = ["solv-searxng", "solv-openwebui", "solv-caddy"]
 
 

@@ -46,7 +46,8 @@ def test_status_of_the_healthy_stack(host):
     assert all(severity == "warning" for _, _, severity in problems), problems
     [h] = doc["hosts"]
     units = {s["unit"]: s for s in h["services"]}
-    assert set(units) == {"solv-searxng", "solv-litellm", "solv-openwebui", "solv-caddy", VLLM, "solv-vllm-llama-1b"}
+    assert set(units) == {"solv-searxng", "solv-litellm", "solv-openwebui", "solv-caddy", VLLM, "solv-vllm-llama-1b",
+                          "solv-vllm-bge-small"}
     assert all(s["health"]["ok"] and s["container"]["running"] for s in units.values()), units
     assert h["gateway"]["missing_models"] == []
     assert {"qwen-0.5b", "llama-3.2-1b"} <= set(h["gateway"]["served_models"])

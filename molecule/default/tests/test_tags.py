@@ -14,7 +14,7 @@ from pathlib import Path
 
 from conftest import ROOT, env_file, http, inspect, secret
 
-OTHERS = ["solv-searxng", "solv-openwebui", "solv-vllm-qwen-0.5b", "solv-vllm-llama-1b"]
+OTHERS = ["solv-searxng", "solv-openwebui", "solv-vllm-qwen-0.5b", "solv-vllm-llama-1b", "solv-vllm-bge-small"]
 
 
 def _apply_litellm(extra_vars=None, state_dir=None, verbose=""):

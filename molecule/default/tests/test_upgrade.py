@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 from conftest import ROOT, env_file, http, inspect, secret
 
-VLLM = ["solv-vllm-qwen-0.5b", "solv-vllm-llama-1b"]
+VLLM = ["solv-vllm-qwen-0.5b", "solv-vllm-llama-1b", "solv-vllm-bge-small"]
 GATEWAY = ["solv-searxng", "solv-litellm", "solv-openwebui"]
 
 
