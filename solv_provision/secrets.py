@@ -61,13 +61,16 @@ def owner(name: str, groups: Mapping[str, Iterable[str]], host: str) -> str:
 
 
 def secret_plan(wanted: Iterable[Mapping[str, Any]], *, host: str, hostvars: Mapping[str, Any],
-                groups: Mapping[str, Iterable[str]], root_dir: str, render: bool = False) -> dict[str, Any]:
+                groups: Mapping[str, Iterable[str]], root_dir: str, render: bool = False,
+                files: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
     """What a role's secrets step must do for `host`.
 
     wanted: [{name, value (inventory value, per-host secrets), length, prefix}]; a shared secret needs its
-    name only. Returns {'known': {name: value}, 'reads': [{owner, dir, secrets: [{name, length, prefix}]}]}:
-    values already known (inventory, read earlier in this run on the owner, or placeholders in render
-    mode) and one read per owning host for the rest.
+    name only. files: owner => {name: value} of the secret files an earlier read of this run returned (each
+    read returns all of its owner's files, so a host's later roles read nothing). Returns
+    {'known': {name: value}, 'reads': [{owner, dir, secrets: [{name, length, prefix}]}]}: values already
+    known (inventory, read earlier in this run on the owner, or placeholders in render mode) and one read per
+    owning host for the rest.
     """
     known: dict[str, str] = {}
     reads: dict[str, dict[str, Any]] = {}
@@ -80,7 +83,7 @@ def secret_plan(wanted: Iterable[Mapping[str, Any]], *, host: str, hostvars: Map
             value, length, prefix = owner_vars.get(shared.variable), shared.length, shared.prefix
         else:
             value, length, prefix = entry.get("value"), int(entry.get("length") or 40), str(entry.get("prefix") or "")
-        earlier = (owner_vars.get("solv_secret_values") or {}).get(name)
+        earlier = ((files or {}).get(where) or {}).get(name) or (owner_vars.get("solv_secret_values") or {}).get(name)
         if value or earlier or render:
             known[name] = str(value or earlier or PLACEHOLDER.format(name=name))
             continue
@@ -88,6 +91,16 @@ def secret_plan(wanted: Iterable[Mapping[str, Any]], *, host: str, hostvars: Map
                                         "secrets": []})
         read["secrets"].append({"name": name, "length": length, "prefix": prefix})
     return {"known": known, "reads": list(reads.values())}
+
+
+def files_read(earlier: Mapping[str, Mapping[str, str]], read_results: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
+    """owner => {name: value}: the secret files known so far in this run, with what these reads returned."""
+    known = {owner: dict(files) for owner, files in (earlier or {}).items()}
+    for result in read_results:
+        owner = (result.get("item") or {}).get("owner")
+        if owner and "files" in result:
+            known[owner] = {**known.get(owner, {}), **result["files"]}
+    return known
 
 
 def collect(plan: Mapping[str, Any], read_results: Iterable[Mapping[str, Any]]) -> dict[str, str]:

@@ -124,6 +124,26 @@ def test_inventory_value_on_the_owner_wins_and_an_earlier_read_is_reused():
     assert plan == {"known": {"litellm_master_key": "sk-from-vault", "vllm_api_key": "read-earlier"}, "reads": []}
 
 
+def test_files_an_earlier_read_returned_are_known_by_owner_only():
+    """A read returns all of its owner's secret files: a later role of the run reads nothing from that owner,
+    and a file of one host never stands in for another host's secret of the same name."""
+    read = [{"item": {"owner": "gw-1"}, "files": {"litellm_master_key": "sk-1", "openwebui_secret_key": "gw-1's"}}]
+    files = secrets.files_read({}, read)
+    assert files == {"gw-1": {"litellm_master_key": "sk-1", "openwebui_secret_key": "gw-1's"}}
+    wanted = [{"name": "litellm_master_key"}, {"name": "openwebui_secret_key", "value": "", "length": 48}]
+    on_gw1 = secrets.secret_plan(wanted, host="gw-1", hostvars={"gw-1": {}, "gw-2": {}}, groups=GROUPS,
+                                 root_dir="/opt/solv", files=files)
+    assert on_gw1 == {"known": {"litellm_master_key": "sk-1", "openwebui_secret_key": "gw-1's"}, "reads": []}
+    on_gw2 = secrets.secret_plan(wanted, host="gw-2", hostvars={"gw-1": {}, "gw-2": {}}, groups=GROUPS,
+                                 root_dir="/opt/solv", files=files)
+    assert on_gw2["known"] == {"litellm_master_key": "sk-1"}
+    assert [r["owner"] for r in on_gw2["reads"]] == ["gw-2"]
+    # A later read of the same owner adds to what is known (a generated secret, a rotated one replaces).
+    later = secrets.files_read(files, [{"item": {"owner": "gw-1"}, "files": {"openwebui_secret_key": "new"}},
+                                       {"item": {"owner": "gpu-1"}, "skipped": True}])
+    assert later == {"gw-1": {"litellm_master_key": "sk-1", "openwebui_secret_key": "new"}}
+
+
 def test_per_host_secrets_stay_on_the_host_and_render_contacts_nobody():
     wanted = [{"name": "searxng_secret_key", "value": "", "length": 48}]
     assert _plan(wanted, "gw-2")["reads"][0]["owner"] == "gw-2"

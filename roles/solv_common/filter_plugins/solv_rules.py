@@ -42,10 +42,15 @@ def solv_listen(bind_address, own_address):
     return addresses.listen(bind_address, own_address)
 
 
-def solv_secret_plan(wanted, host, hostvars, groups, root_dir, render=False):
+def solv_secret_plan(wanted, host, hostvars, groups, root_dir, render=False, files=None):
     """What solv_common's secrets.yml reads where (see solv_provision.secrets.secret_plan)."""
     return secrets.secret_plan(wanted, host=host, hostvars=hostvars, groups=groups, root_dir=root_dir,
-                               render=bool(render))
+                               render=bool(render), files=files)
+
+
+def solv_secret_files(earlier, read_results):
+    """{{ __solv_secret_files | solv_secret_files(read.results) }}: owner => secret files read in this run."""
+    return secrets.files_read(earlier or {}, read_results or [])
 
 
 def solv_secrets_collect(plan, read_results):
@@ -60,5 +65,6 @@ class FilterModule:
             "solv_listen": solv_listen,
             "solv_openwebui_rag_engine": solv_openwebui_rag_engine,
             "solv_secret_plan": solv_secret_plan,
+            "solv_secret_files": solv_secret_files,
             "solv_secrets_collect": solv_secrets_collect,
         }

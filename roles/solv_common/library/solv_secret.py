@@ -14,6 +14,8 @@ description:
     (mode 0600, I(dir) 0700). Never rewrites an existing file, except the ones named in I(rotate).
   - Exclusive creation makes concurrent callers (several hosts delegating to one owner) agree on one value.
   - In check mode nothing is written; missing secrets are reported as changed with a throwaway value.
+  - With I(all), every other secret file of I(dir) is returned too, so that later steps of the run need no
+    call of their own for secrets of this host.
   - Use it with C(no_log: true): the result holds the values.
 options:
   dir:
@@ -34,6 +36,10 @@ options:
     type: list
     elements: str
     default: []
+  all:
+    description: Also return every other (non-empty) secret file of I(dir), in I(files).
+    type: bool
+    default: false
 author: SOLV platform team
 """
 
@@ -44,6 +50,9 @@ values:
 generated:
   description: Names created (or rotated) by this call.
   type: list
+files:
+  description: With I(all), name => value of every secret file in I(dir) after this call (I(values) included).
+  type: dict
 """
 
 import os
@@ -72,12 +81,33 @@ def _read(path):
         return f.read().strip()
 
 
+def _all_files(directory, values):
+    """Name => value of the secret files in `directory` (unreadable, empty or odd entries left out)."""
+    found = {}
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        path = os.path.join(directory, name)
+        if not _NAME.fullmatch(name) or name.endswith(".rotating") or not os.path.isfile(path):
+            continue
+        try:
+            value = _read(path)
+        except (OSError, UnicodeDecodeError):
+            continue
+        if value:
+            found[name] = value
+    return {**found, **values}  # check mode's throwaway values are what this call reports
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             dir=dict(type="path", required=True),
             secrets=dict(type="list", elements="dict", required=True, no_log=False),
             rotate=dict(type="list", elements="str", default=[]),
+            all=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -129,7 +159,8 @@ def main():
             values[name] = value
         except OSError as exc:  # the reason, never a value (the task runs with no_log)
             module.fail_json(msg=f"secret {name}: {exc.filename or path}: {exc.strerror or exc}")
-    module.exit_json(changed=bool(generated), values=values, generated=generated)
+    files = _all_files(directory, values) if module.params["all"] else {}
+    module.exit_json(changed=bool(generated), values=values, generated=generated, files=files)
 
 
 if __name__ == "__main__":
