@@ -48,12 +48,11 @@ class VllmInstance:
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
     settings: Mapping[str, Any] = field(default_factory=dict)
-    runner: str = "generate"
 
     @property
     def embedding(self) -> bool:
         """An embedding model (vLLM's pooling runner): /v1/embeddings, no chat."""
-        return self.runner == "pooling"
+        return self.settings.get("runner") == "pooling"
 
     @property
     def api_base(self) -> str:
@@ -100,7 +99,6 @@ def vllm_instances(hosts: Mapping[str, Mapping[str, Any]]) -> list[VllmInstance]
                     tensor_parallel_size=int(m["tensor_parallel_size"]),
                     pipeline_parallel_size=int(m["pipeline_parallel_size"]),
                     settings={k: m.get(k) for k in REPLICA_KEYS},
-                    runner=str(m["runner"]),
                 )
             )
     return sorted(found, key=lambda i: (i.served_model_name, i.host, i.name))

@@ -269,19 +269,24 @@ def openwebui_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
     return problems + _container_problems("openwebui", v)
 
 
-def openwebui_rag_engine(engine: str, embedding_models: Iterable[str]) -> str:
-    """The engine `auto` stands for: openai when the inventory serves an embedding model, else bypass."""
-    if engine != "auto":
-        return engine
-    return "openai" if list(embedding_models) else "bypass"
+def openwebui_rag(engine: str, model: str, embedding_models: Iterable[str]) -> dict[str, str]:
+    """Open WebUI's document embeddings {engine, model}: `auto` is openai when the inventory serves an embedding
+    model, else bypass; openai without a model takes the inventory's first embedding model."""
+    embedding = sorted(embedding_models)
+    if engine == "auto":
+        engine = "openai" if embedding else "bypass"
+    if engine == "openai" and not model:
+        model = embedding[0] if embedding else ""
+    return {"engine": engine, "model": model if engine != "bypass" else ""}
 
 
 def _openwebui_model_problems(v: Mapping[str, Any], kinds: Mapping[str, str]) -> Problems:
     problems: Problems = []
     embedding = sorted(name for name, kind in kinds.items() if kind == "embedding")
-    engine = openwebui_rag_engine(str(v.get("openwebui_rag_embedding_engine") or "auto"), embedding)
-    rag_model = str(v.get("openwebui_rag_embedding_model") or "")
-    if engine == "openai" and not rag_model and not embedding:
+    rag = openwebui_rag(str(v.get("openwebui_rag_embedding_engine") or "auto"),
+                        str(v.get("openwebui_rag_embedding_model") or ""), embedding)
+    engine, rag_model = rag["engine"], rag["model"]
+    if engine == "openai" and not rag_model:
         problems.append(("openwebui_rag_embedding_model", "is needed with openwebui_rag_embedding_engine: openai "
                                                           "(no vllm_models entry has runner: pooling)"))
     if engine == "openai" and kinds.get(rag_model) == "chat":

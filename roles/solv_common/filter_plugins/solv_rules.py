@@ -31,9 +31,9 @@ def solv_role_problems(role, values, context=None):
     return [f"{key}: {message}" for key, message in rules.role_problems(role, values, context)]
 
 
-def solv_openwebui_rag_engine(engine, embedding_models):
-    """{{ openwebui_rag_embedding_engine | solv_openwebui_rag_engine(embedding_names) }}: what `auto` stands for."""
-    return rules.openwebui_rag_engine(engine, embedding_models or [])
+def solv_openwebui_rag(engine, model, embedding_models):
+    """{{ openwebui_rag_embedding_engine | solv_openwebui_rag(model, embedding_names) }} -> {engine, model}."""
+    return rules.openwebui_rag(engine, model or "", embedding_models or [])
 
 
 def solv_listen(bind_address, own_address):
@@ -63,7 +63,7 @@ class FilterModule:
             "solv_role_variables": solv_role_variables,
             "solv_role_problems": solv_role_problems,
             "solv_listen": solv_listen,
-            "solv_openwebui_rag_engine": solv_openwebui_rag_engine,
+            "solv_openwebui_rag": solv_openwebui_rag,
             "solv_secret_plan": solv_secret_plan,
             "solv_secret_files": solv_secret_files,
             "solv_secrets_collect": solv_secrets_collect,
