@@ -52,10 +52,17 @@ def main(inventory: str) -> int:
     print(f"OpenAI API:        {entry}/v1   (key: solv-provision secrets show litellm_master_key -i {inventory} --host {gateway})")
     print(f"                   e.g. SSL_CERT_FILE={ca} OPENAI_BASE_URL={entry}/v1 OPENAI_API_KEY=... your-client")
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    with opener.open(urllib.request.Request(f"{entry}/v1/models", headers=headers), timeout=30) as r:
-        models = [m["id"] for m in json.load(r)["data"]]
-    print(f"models:            {', '.join(models)}")
-    for model in models:
+    with opener.open(urllib.request.Request(f"{entry}/v1/model/info", headers=headers), timeout=30) as r:
+        modes = {m["model_name"]: (m.get("model_info") or {}).get("mode") for m in json.load(r)["data"]}
+    print(f"models:            {', '.join(sorted(modes))}")
+    for model, mode in sorted(modes.items()):
+        if mode == "embedding":  # an embedding model (Open WebUI's document search) answers embeddings, not chats
+            body = json.dumps({"model": model, "input": "Say hello"}).encode()
+            req = urllib.request.Request(f"{entry}/v1/embeddings", data=body, headers=headers)
+            with opener.open(req, timeout=60) as r:
+                vector = json.load(r)["data"][0]["embedding"]
+            print(f"embedding via {entry} [{model}]: {len(vector)} dimensions")
+            continue
         body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Say hello"}]}).encode()
         req = urllib.request.Request(f"{entry}/v1/chat/completions", data=body, headers=headers)
         with opener.open(req, timeout=60) as r:

@@ -139,6 +139,7 @@ def test_removed_instance_leaves_nothing_behind(phase):
         return
     assert not inf1.file(f"/etc/systemd/system/{unit}.service").exists
     assert not inf1.file(f"{ROOT}/vllm/solo").exists
+    assert not inf1.file(f"{ROOT}/gates/{unit}.json").exists  # `status` lists no unit that is gone
     assert inf1.run("docker inspect %s", unit).rc != 0
     assert "LoadState=not-found" in inf1.check_output("systemctl show %s -p LoadState", unit)
     assert not inf1.socket("tcp://10.213.62.11:8002").is_listening

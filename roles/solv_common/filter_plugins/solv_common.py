@@ -273,6 +273,34 @@ def solv_container_spec(params):
     }
 
 
+def solv_cached_probe(host_state, name, image, paths, network):
+    """One container's facts, as solv_container_info would report them, taken from the host's probe
+    (solv_host_state); None when that probe does not cover them all: the caller then probes the container.
+
+    Covered means: the probe is usable, the container has a recorded gate (so its container and unit were
+    inspected), every wanted path was described (the gates list them), and the image reference is one of the
+    host's `name:tag` tags. A gated container absent from the probe is absent from the host, and so is a
+    network (the probe lists them all).
+    """
+    if not host_state or not host_state.get("usable") or name not in host_state.get("gates", {}):
+        return None
+    described = host_state["paths"]
+    if any(p not in described for p in paths):
+        return None
+    found = host_state.get("images", {}).get(image) if image else {"id": "", "config": None}
+    if found is None:
+        return None
+    return {
+        "paths": {p: described[p] for p in paths},
+        "image_id": found["id"],
+        "image_config": found["config"],
+        "container": host_state.get("containers", {}).get(
+            name, {"exists": False, "running": False, "image_id": "", "labels": {}}),
+        "unit": host_state["units"][name],
+        "network_exists": not network or network in host_state.get("networks", []),
+    }
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -285,4 +313,5 @@ class FilterModule:
             "solv_file_args": solv_file_args,
             "solv_container_spec": solv_container_spec,
             "solv_arg_lines": solv_arg_lines,
+            "solv_cached_probe": solv_cached_probe,
         }

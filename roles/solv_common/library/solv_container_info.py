@@ -59,66 +59,11 @@ network_exists:
   type: bool
 """
 
-import grp
 import json
 import os
-import pwd
-import stat
 
 from ansible.module_utils.basic import AnsibleModule
-
-_MISSING = ("No such image", "No such object", "No such container", "No such network", "not found")
-
-
-def _docker(module, args, what):
-    """Run docker; return stdout, or None when the object does not exist. Fail on anything else."""
-    rc, out, err = module.run_command([module.params["docker"]] + args)
-    if rc == 0:
-        return out.strip()
-    if any(marker in err for marker in _MISSING):
-        return None
-    module.fail_json(msg=f"docker {' '.join(args[:2])} ({what}) failed: {err.strip() or out.strip()}", rc=rc)
-    return None
-
-
-def _describe(module, path):
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return {"exists": False}
-    info = {
-        "exists": True,
-        "isdir": stat.S_ISDIR(st.st_mode),
-        "mode": "%04o" % stat.S_IMODE(st.st_mode),
-    }
-    info["uid"], info["gid"] = st.st_uid, st.st_gid
-    try:
-        info["owner"] = pwd.getpwuid(st.st_uid).pw_name
-    except KeyError:
-        info["owner"] = str(st.st_uid)
-    try:
-        info["group"] = grp.getgrgid(st.st_gid).gr_name
-    except KeyError:
-        info["group"] = str(st.st_gid)
-    if not info["isdir"]:
-        info["checksum"] = module.digest_from_file(path, "sha1")
-    return info
-
-
-def _unit(module, name):
-    props = "LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,NRestarts"
-    rc, out, err = module.run_command(["systemctl", "show", f"{name}.service", f"--property={props}"])
-    if rc != 0:
-        module.fail_json(msg=f"systemctl show {name}.service failed: {err.strip()}", rc=rc)
-    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    return {
-        "load_state": values.get("LoadState", ""),
-        "active_state": values.get("ActiveState", ""),
-        "sub_state": values.get("SubState", ""),
-        "unit_file_state": values.get("UnitFileState", ""),
-        "need_daemon_reload": values.get("NeedDaemonReload", "no") == "yes",
-        "n_restarts": int(values.get("NRestarts", "0") or 0),
-    }
+from ansible.module_utils.solv_probe import NO_CONTAINER, containers, describe, docker, units
 
 
 def main():
@@ -133,7 +78,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    paths = {path: _describe(module, path) for path in p["paths"]}
+    paths = {path: describe(module, path) for path in p["paths"]}
     if not os.access(p["docker"], os.X_OK):
         if not module.check_mode:
             module.fail_json(msg=f"{p['docker']} not found: is the container engine installed (container_engine role)?")
@@ -144,37 +89,23 @@ def main():
             paths=paths,
             image_id="",
             image_config=None,
-            container={"exists": False, "running": False, "image_id": "", "labels": {}},
-            unit=_unit(module, p["name"]),
+            container=dict(NO_CONTAINER),
+            unit=units(module, [p["name"]])[p["name"]],
             network_exists=not p["network"],
         )
 
     image_id, image_config = "", None
     if p["image"]:
         fmt = "{{.Id}}|{{json .Config.Entrypoint}}|{{json .Config.Cmd}}"
-        raw = _docker(module, ["image", "inspect", "--format", fmt, p["image"]], "image")
+        raw = docker(module, ["image", "inspect", "--format", fmt, p["image"]], "image")
         if raw:
             image_id, entrypoint, cmd = raw.split("|", 2)
             image_config = {"entrypoint": json.loads(entrypoint), "cmd": json.loads(cmd)}
 
-    container = {"exists": False, "running": False, "image_id": "", "labels": {}}
-    raw = _docker(
-        module,
-        ["container", "inspect", "--format", "{{json .State.Running}}|{{.Image}}|{{json .Config.Labels}}", p["name"]],
-        "container",
-    )
-    if raw:
-        running, cimage, labels = raw.split("|", 2)
-        container = {
-            "exists": True,
-            "running": running == "true",
-            "image_id": cimage,
-            "labels": json.loads(labels) or {},
-        }
-
+    container = containers(module, [p["name"]]).get(p["name"], dict(NO_CONTAINER))
     network_exists = True
     if p["network"]:
-        network_exists = _docker(module, ["network", "inspect", "--format", "{{.Name}}", p["network"]], "network") is not None
+        network_exists = docker(module, ["network", "inspect", "--format", "{{.Name}}", p["network"]], "network") is not None
 
     module.exit_json(
         changed=False,
@@ -182,7 +113,7 @@ def main():
         image_id=image_id,
         image_config=image_config,
         container=container,
-        unit=_unit(module, p["name"]),
+        unit=units(module, [p["name"]])[p["name"]],
         network_exists=network_exists,
     )
 
