@@ -168,3 +168,66 @@ def test_without_docker_the_reading_is_unusable(host):
                                                         "docker": str(host["tmp"] / "no-docker")}}))
     out = subprocess.run(command(LIBRARY / "solv_host_state.py", path), capture_output=True, text=True, check=False)
     assert json.loads(out.stdout)["usable"] is False
+
+
+# --- what container_run.yml does, decided from what container_files.yml found ----------------------------
+from solv_common import solv_container_actions, solv_container_state  # noqa: E402
+
+SPEC = {"sha": "abc", "unit_path": "/etc/systemd/system/solv-one.service", "image": "solv/one:1.0", "start_timeout": 60}
+RUNNING = {"image_id": IMAGE_ID, "network_exists": True,
+           "container": {"exists": True, "running": True, "image_id": IMAGE_ID, "labels": {"solv.spec": "abc"}},
+           "unit": {"load_state": "loaded", "active_state": "active", "unit_file_state": "enabled",
+                    "need_daemon_reload": False}}
+APPLY = {"stage": False, "check_mode": False, "images_present": [], "networks_present": []}
+
+
+def _state(probe=RUNNING, pending=(), spec=SPEC, **ctx):
+    return solv_container_state(spec, list(pending), probe, [], "solv", {**APPLY, **ctx})
+
+
+def _with(**changes):
+    probe = json.loads(json.dumps(RUNNING))
+    for dotted, value in changes.items():
+        *path, key = dotted.split("__")
+        target = probe
+        for p in path:
+            target = target[p]
+        target[key] = value
+    return probe
+
+
+def test_a_container_as_wanted_is_in_sync_and_container_run_does_nothing():
+    state = _state()
+    assert state["in_sync"] is True
+    assert not any(solv_container_actions(state, SPEC["image"], APPLY).values())
+
+
+@pytest.mark.parametrize("probe, spec, pending, action", [
+    (_with(container__labels={"solv.spec": "old"}), SPEC, (), "restart"),  # the wanted spec changed
+    (_with(container__image_id=OLD_ID), SPEC, (), "restart"),  # the tag now names another image
+    (_with(container__running=False), SPEC, (), "restart"),
+    (_with(unit__active_state="failed"), SPEC, (), "restart"),
+    (_with(unit__unit_file_state="disabled"), SPEC, (), "enable"),
+    (_with(unit__need_daemon_reload=True), SPEC, (), "reload"),
+    (RUNNING, SPEC, ({"path": SPEC["unit_path"]},), "reload"),  # the unit file is rewritten
+    (_with(network_exists=False), SPEC, (), "network"),
+    (_with(image_id=""), SPEC, (), "restart"),  # no image of that tag yet
+])
+def test_anything_that_differs_takes_the_container_out_of_sync(probe, spec, pending, action):
+    state = _state(probe, pending, spec)
+    assert state["in_sync"] is False
+    assert solv_container_actions(state, SPEC["image"], APPLY)[action] is True
+
+
+def test_made_present_earlier_in_the_run_is_not_made_again_and_staging_does_nothing():
+    state = _state(_with(network_exists=False, image_id=""))
+    later = {**APPLY, "networks_present": ["solv"], "images_present": [SPEC["image"]]}
+    assert solv_container_actions(state, SPEC["image"], later)["network"] is False
+    assert not any(solv_container_actions(state, SPEC["image"], {**APPLY, "stage": True}).values())
+    assert _state(_with(network_exists=False), stage=True)["in_sync"] is True
+
+
+def test_a_dry_run_says_a_unit_not_on_the_host_would_be_installed():
+    fresh = _state(None, check_mode=True)
+    assert fresh["in_sync"] is False
+    assert solv_container_actions(fresh, SPEC["image"], {**APPLY, "check_mode": True})["dry_new"] is True

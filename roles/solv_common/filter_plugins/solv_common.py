@@ -301,6 +301,55 @@ def solv_cached_probe(host_state, name, image, paths, network):
     }
 
 
+def solv_container_actions(state, image, ctx):
+    """What container_run.yml has to do for one container, from what container_files.yml found (`state`, an
+    entry of solv_container_state): {network (create it), reload (daemon-reload), enable, restart, dry_new (check
+    mode: the unit is not on the host yet)}. Nothing with `stage` (upgrade's first pass).
+
+    ctx: stage, check_mode, changed (the caller says restart), images_present and networks_present (made present
+    in this run).
+    """
+    if ctx.get("stage"):
+        return {"network": False, "reload": False, "enable": False, "restart": False, "dry_new": False}
+    unit, container = state.get("unit") or {}, state.get("container") or {}
+    have_image = bool(state.get("image_id")) or image in (ctx.get("images_present") or [])
+    network = state.get("network") or ""
+    return {
+        "network": bool(network) and not state.get("network_exists") and network not in (ctx.get("networks_present") or []),
+        "reload": bool(state.get("unit_changed") or unit.get("need_daemon_reload")),
+        "enable": unit.get("unit_file_state", "") != "enabled",
+        "restart": bool(
+            ctx.get("changed")
+            or not have_image
+            or unit.get("active_state", "") != "active"
+            or not container.get("running")
+            or (container.get("labels") or {}).get("solv.spec", "") != state.get("sha")
+            or container.get("image_id", "") != state.get("image_id")
+        ),
+        "dry_new": bool(ctx.get("check_mode")) and unit.get("load_state", "") != "loaded",
+    }
+
+
+def solv_container_state(spec, pending_files, probe, checks, network, ctx):
+    """What container_files.yml leaves for container_run.yml about one container (__solv_containers[name]): the
+    wanted spec hash, whether the unit file changes, what the probe saw, the health gate, and `in_sync`: nothing
+    for container_run.yml to do (solv_container_actions all false), so it does not enter its task chain."""
+    probe = probe or {}
+    state = {
+        "sha": spec["sha"],
+        "unit_changed": spec["unit_path"] in [f["path"] for f in pending_files],
+        "image_id": probe.get("image_id") or "",
+        "container": probe.get("container") or {},
+        "unit": probe.get("unit") or {},
+        "network": network,
+        "network_exists": bool(probe.get("network_exists")),
+        "start_timeout": spec["start_timeout"],
+        "checks": checks,
+    }
+    state["in_sync"] = not any(solv_container_actions(state, spec["image"], ctx).values())
+    return state
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -314,4 +363,6 @@ class FilterModule:
             "solv_container_spec": solv_container_spec,
             "solv_arg_lines": solv_arg_lines,
             "solv_cached_probe": solv_cached_probe,
+            "solv_container_state": solv_container_state,
+            "solv_container_actions": solv_container_actions,
         }
