@@ -123,6 +123,17 @@ def model_kinds(hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
     return {"served": sorted({i.served_model_name for i in instances}), "embedding": embedding_names(instances)}
 
 
+def model_names(model_list: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """The names a LiteLLM model_list routes, each once in list order: 'all', 'served' (by vLLM instances: the
+    entries with a model_info), 'embedding' (of those, mode embedding) and 'chat' (the other served ones)."""
+    entries = list(model_list)
+    local = [m for m in entries if "model_info" in m]
+    embedding = list(dict.fromkeys(m["model_name"] for m in local if "mode" in m["model_info"]))
+    served = list(dict.fromkeys(m["model_name"] for m in local))
+    return {"all": list(dict.fromkeys(m["model_name"] for m in entries)), "served": served, "embedding": embedding,
+            "chat": [n for n in served if n not in embedding]}
+
+
 def litellm_routing(
     hosts: Mapping[str, Mapping[str, Any]],
     external_models: Iterable[Mapping[str, Any]] = (),

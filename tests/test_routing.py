@@ -53,6 +53,16 @@ def test_an_embedding_model_is_routed_as_one_and_told_apart():
                                           "embedding": ["bge-m3"]}
 
 
+def test_the_routed_names_by_kind_each_once_in_list_order():
+    hosts = {**HOSTS, "gpu-c": {"ansible_host": "10.0.0.13", "vllm_models": [
+        {"name": "bge", "served_model_name": "bge-m3", "model": "BAAI/bge-m3", "runner": "pooling", "gpus": [0],
+         "port": 8003}]}}
+    names = routing.model_names(routing.litellm_routing(hosts, EXTERNAL)["model_list"])
+    assert names == {"all": ["bge-m3", "llama-8b", "qwen-7b", "qwen-coder", "gpt-4o"],
+                     "served": ["bge-m3", "llama-8b", "qwen-7b", "qwen-coder"], "embedding": ["bge-m3"],
+                     "chat": ["llama-8b", "qwen-7b", "qwen-coder"]}
+
+
 def test_external_models_are_appended_untouched():
     config = routing.litellm_routing(HOSTS, EXTERNAL)
     assert config["model_list"][-1] == EXTERNAL[0]

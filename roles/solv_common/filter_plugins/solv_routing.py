@@ -17,8 +17,11 @@ def _hosts(hostvars, names):
 
 
 def solv_litellm_routing(hostvars, inference_hosts, external_models=(), fallbacks=None, router_settings=None):
-    """{{ hostvars | solv_litellm_routing(groups['inference'], litellm_external_models, ...) }}"""
-    return routing.litellm_routing(_hosts(hostvars, inference_hosts), external_models, fallbacks, router_settings)
+    """{{ hostvars | solv_litellm_routing(groups['inference'], litellm_external_models, ...) }}: model_list and
+    router_settings, and `names` (routing.model_names: computed here once, not by filters over a list of
+    thousands of entries wherever a name list is used)."""
+    result = routing.litellm_routing(_hosts(hostvars, inference_hosts), external_models, fallbacks, router_settings)
+    return {**result, "names": routing.model_names(result["model_list"])}
 
 
 def solv_model_kinds(hostvars, inference_hosts):
