@@ -3,6 +3,8 @@
     .venv/bin/python bench/run.py                      # the controller benchmarks (no host needed)
     .venv/bin/python bench/run.py --lab inventories/lab  # also, on a converged lab: a no-op re-run of `apply`,
                                                          # and the gateway (bench_gateway.py on the gateway host)
+    .venv/bin/python bench/run.py --converge             # also, fresh and no-op converge of labs of 1, 2 and 4
+                                                         # hosts (bench_converge.py; ~20 minutes)
 
 Each case runs --repeat times (default 3) and writes bench/results/<case>.json (samples, min/median/max, target);
 then the table between the markers in bench/RESULTS.md is rewritten and, with matplotlib installed
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import bench_converge
 import inventory_gen
 import yaml
 
@@ -36,6 +39,7 @@ RESULTS = BENCH / "results"
 TABLE = BENCH / "RESULTS.md"
 CLI = shutil.which("solv-provision", path=str(Path(sys.executable).parent)) or "solv-provision"
 SIZES = (10, 100, 1000)
+CONVERGE_SIZES = (1, 2, 4)
 
 
 @dataclass
@@ -192,8 +196,8 @@ def _axes():
     return plt.subplots(figsize=(6, 4))[1]
 
 
-def _save(ax, folder: Path, name: str, **labels) -> Path:
-    ax.set(xscale="log", **labels)
+def _save(ax, folder: Path, name: str, xscale: str = "log", **labels) -> Path:
+    ax.set(xscale=xscale, **labels)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     path = folder / name
@@ -213,6 +217,18 @@ def plot(results: list[dict], folder: Path) -> Path | None:
                  ylabel="seconds (median)", title="Controller time against inventory size")
 
 
+def plot_converge(results: list[dict], folder: Path) -> Path | None:
+    if (ax := _axes()) is None:
+        return None
+    for kind, label in (("fresh", "fresh converge"), ("noop", "no-op re-run")):
+        points = sorted((r["size"], r["median_s"]) for r in results if r["case"].startswith(f"converge-{kind}-"))
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=label)
+    return _save(ax, folder, "converge.png", xscale="linear", xticks=list(CONVERGE_SIZES),
+                 xlabel="lab hosts (the first also the gateway)",
+                 ylabel="seconds (median)", title="Converge time against number of hosts")
+
+
 def plot_gateway(g: dict, folder: Path) -> Path | None:
     if (ax := _axes()) is None:
         return None
@@ -230,6 +246,8 @@ def main() -> int:
     ap.add_argument("--only", action="append", default=[],
                     help="run only this case (validate-100), or a family of them (validate)")
     ap.add_argument("--lab", metavar="INVENTORY", help="a converged lab inventory: adds the no-op apply and the gateway")
+    ap.add_argument("--converge", action="store_true",
+                    help="also converge labs of 1, 2 and 4 hosts, fresh and no-op (needs the lab images)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where the JSON files go (default bench/results)")
     args = ap.parse_args()
     args.results.mkdir(exist_ok=True)
@@ -244,8 +262,19 @@ def main() -> int:
             print(f"{case.name:22s} median {r['median_s']:7.2f} s  (min {r['min_s']:.2f}, max {r['max_s']:.2f}; "
                   f"{r['max_rss_mib']} MiB)  {'' if r['met'] is None else 'ok' if r['met'] else 'MISSED'}")
             results.append(r)
+        if args.converge:
+            stamp = {"when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                     "machine": f"{platform.node()}, {os.cpu_count()} cores"}
+            converged = bench_converge.converge(CLI, Path(tmp) / "converge", CONVERGE_SIZES, args.repeat, timed, stamp)
+            for r in converged:
+                (args.results / f"{r['case']}.json").write_text(json.dumps(r, indent=2) + "\n")
+                print(f"{r['case']:22s} median {r['median_s']:7.2f} s  {'' if r['met'] is None else 'ok' if r['met'] else 'MISSED'}")
+            write_block("converge", f"Written by `bench/run.py --converge` ({stamp['when']}, {stamp['machine']}):\n\n"
+                                    f"{table(converged)}")
+            plot_converge(converged, args.results)
+            results += converged
     if not args.only:  # a partial run leaves the table as it is
-        write_table(results)
+        write_table([r for r in results if not r["case"].startswith("converge-")])
         plot(results, args.results)
     gateway_met = True
     if args.lab and (not args.only or "gateway" in args.only):

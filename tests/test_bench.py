@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 
+import yaml
+
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -84,3 +86,19 @@ def test_the_gateway_benchmark_measures_each_endpoint_with_its_key_file(tmp_path
     assert all(e["concurrent"]["requests"] == 40 and e["concurrent"]["errors"] == 0 for e in out["endpoints"])
     assert "k1" not in done.stdout  # the key is read from its file and never printed
     assert refused.returncode != 0 and f"{url}: status 401" in refused.stderr
+
+
+def test_the_converge_benchmark_builds_a_lab_of_n_hosts_beside_the_lab(tmp_path):
+    import bench_converge
+    from solv_provision import lab_hosts
+
+    inv = bench_converge.write_inventory(tmp_path / "hosts-4", 4)
+    hosts = lab_hosts.read_hosts(inv)
+    assert [(h.name, h.address) for h in hosts] == [(f"bench-{i}", f"10.213.47.{100 + i}") for i in range(1, 5)]
+    lab = {h.address for h in lab_hosts.read_hosts(REPO / "inventories" / "lab")}
+    assert not lab & {h.address for h in hosts}  # the lab's own hosts are left alone
+    doc = yaml.safe_load((inv / "hosts.yml").read_text())["all"]["children"]
+    assert list(doc["gateway"]["hosts"]) == ["bench-1"] and len(doc["inference"]["hosts"]) == 4
+    # The lab's settings, with its image versions found from the checkout (the inventory is elsewhere).
+    settings = (inv / "group_vars" / "all.yml").read_text()
+    assert f"'{REPO}/lab/images/versions.yml'" in settings and "inventory_dir ~ '/../../lab" not in settings
