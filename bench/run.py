@@ -113,7 +113,9 @@ def gateway(lab: Path, repeat: int, root: str = "/opt/solv") -> dict:
     LiteLLM's container, and through the HTTPS entry point; `repeat` rounds, each endpoint in turn."""
     gw = next(iter(yaml.safe_load((lab / "hosts.yml").read_text())["all"]["children"]["gateway"]["hosts"]))
     host = next(h for h in lab_hosts.read_hosts(lab) if h.name == gw)
-    first = yaml.safe_load(_ssh(lab, host, f"cat {root}/litellm/config.yaml"))["model_list"][0]
+    # The first chat model (an embedding model answers no chat completion).
+    first = next(m for m in yaml.safe_load(_ssh(lab, host, f"cat {root}/litellm/config.yaml"))["model_list"]
+                 if "mode" not in (m.get("model_info") or {}))
     model, direct = first["model_name"], first["litellm_params"]["api_base"].removesuffix("/v1")
     litellm_ip = _ssh(lab, host, "docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "
                                     "solv-litellm").strip()
