@@ -2,7 +2,8 @@
 (the first runs the gateway and vLLM, the others vLLM only, with the lab's own settings and images) is made,
 converged from nothing (`apply`, timed once: the images travel as the lab's tarballs), re-run `repeat` times with
 nothing to change (no-op `apply`, timed), and removed. The hosts are extra lab hosts (bench-1 ... on the lab
-network, 10.213.47.101 ...), so the lab itself (lab-aio) is left as it is.
+network, 10.213.47.101 ...), so the lab itself (lab-aio) is left as it is; when the lab's host was stopped, the
+last `lab down` removes the unused lab network and `solv-provision lab up -i inventories/lab` re-attaches the host.
 """
 
 from __future__ import annotations
