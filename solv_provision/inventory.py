@@ -22,6 +22,7 @@ SOLV_PREFIXES = (
     "litellm_",
     "searxng_",
     "openwebui_",
+    "caddy_",
     "container_engine_",
     "nvidia_driver_",
     "nvidia_container_toolkit_",
