@@ -1,7 +1,9 @@
 """Converge time against the number of lab hosts (bench/run.py --converge): for N in 1, 2, 4, a lab of N hosts
 (the first runs the gateway and vLLM, the others vLLM only, with the lab's own settings and images) is made,
-converged from nothing (`apply`, timed once: the images travel as the lab's tarballs), re-run `repeat` times with
-nothing to change (no-op `apply`, timed), and removed. The hosts are extra lab hosts (bench-1 ... on the lab
+converged from nothing (`apply`, timed once: the images travel as the lab's tarballs, copied to each host), re-run
+`repeat` times with nothing to change (no-op `apply`, timed), and removed; then made again and converged from
+nothing with the first host as the site registry (the tarballs pushed into it once, every host pulling from it),
+timed once, and removed. The hosts are extra lab hosts (bench-1 ... on the lab
 network, 10.213.47.101 ...), so the lab itself (lab-aio) is left as it is; when the lab's host was stopped, the
 last `lab down` removes the unused lab network and `solv-provision lab up -i inventories/lab` re-attaches the host.
 """
@@ -24,13 +26,22 @@ FRESH_TARGETS = {1: 90.0}
 NOOP_TARGETS = {1: 8.0, 4: 20.0}
 
 
-def write_inventory(folder: Path, hosts: int) -> Path:
-    """A lab inventory of `hosts` hosts in `folder`: the lab's group_vars, bench-1 in both groups, the others
-    inference hosts."""
+WHAT = {"fresh": "fresh `apply` of a lab of {n} host(s) (images as tarballs, copied to each host)",
+        "noop": "no-op `apply` of a lab of {n} host(s)",
+        "fresh-registry": "fresh `apply` of a lab of {n} host(s), the first also the site registry (tarballs "
+                          "pushed once, pulled by every host)"}
+
+
+def write_inventory(folder: Path, hosts: int, registry: bool = False) -> Path:
+    """A lab inventory of `hosts` hosts in `folder`: the lab's group_vars, bench-1 in both groups (and the
+    registry group with `registry`), the others inference hosts."""
     names = {f"bench-{i}": {"ansible_host": f"10.213.47.{FIRST_ADDRESS + i - 1}"} for i in range(1, hosts + 1)}
+    groups = {"inference": {"hosts": names}, "gateway": {"hosts": {"bench-1": None}}}
+    if registry:
+        groups["registry"] = {"hosts": {"bench-1": None}}
     doc = {"all": {"vars": {"ansible_user": "root",
                             "ansible_ssh_private_key_file": "{{ inventory_dir }}/.lab/id_ed25519"},
-                   "children": {"inference": {"hosts": names}, "gateway": {"hosts": {"bench-1": None}}}}}
+                   "children": groups}}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "hosts.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
     shutil.copytree(LAB / "group_vars", folder / "group_vars", dirs_exist_ok=True)
@@ -49,7 +60,8 @@ def _cli(cli: str, *args: str) -> None:
 
 def converge(cli: str, folder: Path, sizes: tuple[int, ...], repeat: int,
              timed: Callable[[list[str]], tuple[float, int, int, str]], stamp: dict) -> list[dict]:
-    """One result per size and kind (`converge-fresh-N`, `converge-noop-N`), as run.py's run_case writes them."""
+    """One result per size and kind (`converge-fresh-N`, `converge-noop-N`, `converge-fresh-registry-N`), as
+    run.py's run_case writes them."""
     results = []
     for n in sizes:
         inv = write_inventory(folder / f"hosts-{n}", n)
@@ -59,17 +71,22 @@ def converge(cli: str, folder: Path, sizes: tuple[int, ...], repeat: int,
             runs["noop"] = [timed([cli, "apply", "-i", str(inv)]) for _ in range(repeat)]
         finally:
             _cli(cli, "lab", "down", "-i", str(inv))
+        inv = write_inventory(folder / f"hosts-{n}-registry", n, registry=True)
+        try:
+            _cli(cli, "lab", "up", "-i", str(inv))
+            runs["fresh-registry"] = [timed([cli, "apply", "-i", str(inv)])]
+        finally:
+            _cli(cli, "lab", "down", "-i", str(inv))
         for kind, samples in runs.items():
             failed = [tail for _, code, _, tail in samples if code != 0]
             if failed:
                 raise SystemExit(f"{kind} apply of {n} host(s) failed:\n{failed[0]}")
             seconds = [round(s[0], 2) for s in samples]
-            target = (FRESH_TARGETS if kind == "fresh" else NOOP_TARGETS).get(n)
+            target = (NOOP_TARGETS if kind == "noop" else FRESH_TARGETS).get(n)
             med = statistics.median(seconds)
             results.append({
                 "case": f"converge-{kind}-{n}", "size": n, "samples_s": seconds, "min_s": min(seconds),
                 "median_s": med, "max_s": max(seconds), "max_rss_mib": max(s[2] for s in samples),
                 "target_s": target, "met": None if target is None else med <= target,
-                "what": (f"fresh `apply` of a lab of {n} host(s) (images as tarballs)" if kind == "fresh"
-                         else f"no-op `apply` of a lab of {n} host(s)"), **stamp})
+                "what": WHAT[kind].format(n=n), **stamp})
     return results

@@ -222,8 +222,9 @@ def plot(results: list[dict], folder: Path) -> Path | None:
 def plot_converge(results: list[dict], folder: Path) -> Path | None:
     if (ax := _axes()) is None:
         return None
-    for kind, label in (("fresh", "fresh converge"), ("noop", "no-op re-run")):
-        points = sorted((r["size"], r["median_s"]) for r in results if r["case"].startswith(f"converge-{kind}-"))
+    for kind, label in (("fresh", "fresh converge (archives copied)"),
+                        ("fresh-registry", "fresh converge (through the site registry)"), ("noop", "no-op re-run")):
+        points = sorted((r["size"], r["median_s"]) for r in results if r["case"] == f"converge-{kind}-{r['size']}")
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=label)
     return _save(ax, folder, "converge.png", xscale="linear", xticks=list(CONVERGE_SIZES),

@@ -23,6 +23,7 @@ SOLV_PREFIXES = (
     "searxng_",
     "openwebui_",
     "caddy_",
+    "registry_",
     "container_engine_",
     "nvidia_driver_",
     "nvidia_container_toolkit_",

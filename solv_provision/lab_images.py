@@ -112,6 +112,8 @@ def catalogue() -> list[Image]:
             archive=True,
         ),
         Image("caddy", v["caddy"], "caddy", suite="bookworm", build_args=(("VERSION", v["caddy"]),), archive=True),
+        Image("registry", v["registry"], "registry", suite="bookworm", build_args=(("VERSION", v["registry"]),),
+              archive=True),
         _next_release("litellm", v["litellm"]),
         _next_release("open-webui", v["open_webui"]),
     ]

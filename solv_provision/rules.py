@@ -333,12 +333,17 @@ def caddy_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
     return problems + _container_problems("caddy", v)
 
 
+def registry_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
+    return _container_problems("registry", v)
+
+
 ROLE_RULES: dict[str, Callable[[Mapping[str, Any], dict[str, Any]], Problems]] = {
     "vllm": vllm_problems,
     "litellm": litellm_problems,
     "searxng": searxng_problems,
     "openwebui": openwebui_problems,
     "caddy": caddy_problems,
+    "registry": registry_problems,
 }
 
 

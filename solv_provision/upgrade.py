@@ -21,10 +21,10 @@ import click
 
 from solv_provision import backup, runner
 from solv_provision.inventory import Inventory
-from solv_provision.services import SERVICE_GROUP
+from solv_provision.services import GROUP_ROLES, SERVICE_GROUP
 
 # Service -> the group (and playbook) it runs on.
-PLAYBOOK = {"inference": "inference.yml", "gateway": "gateway.yml"}
+PLAYBOOK = {group: f"{group}.yml" for group in GROUP_ROLES}
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Options:
 def run_upgrade(inv: Inventory, *, inventories: list[str], options: Options) -> int:
     """Stage, then roll out group by group; returns the exit code (0 ok, 1 a host failed)."""
     services = [options.service] if options.service else list(SERVICE_GROUP)
-    groups = [g for g in ("inference", "gateway") if any(SERVICE_GROUP[s] == g for s in services) and inv.in_group(g)]
+    groups = [g for g in GROUP_ROLES if any(SERVICE_GROUP[s] == g for s in services) and inv.in_group(g)]
     tags = ",".join(services)
 
     _say("stage: every image present on every host (nothing restarts)")

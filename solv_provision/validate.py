@@ -16,6 +16,7 @@ from typing import Any
 
 from solv_provision import addresses, routing, rules, specs, value_types
 from solv_provision.inventory import Inventory, Unresolved, has_unresolved, is_solv_var
+from solv_provision.services import GROUP_ROLES
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,10 @@ def _groups(inv: Inventory) -> Iterator[Problem]:
             f"{_relative(inv.sources[0])}: no host in group 'gateway': LiteLLM, SearXNG and Open WebUI need one "
             "(a host may be in both 'inference' and 'gateway')"
         )
+    registry_hosts = inv.in_group("registry")
+    for host in registry_hosts[1:]:
+        yield Problem(f"group 'registry' may have one host, it has {len(registry_hosts)} "
+                      f"({', '.join(registry_hosts)}): every host pulls from the one registry", host)
     for host in inv.in_group("inference"):
         models = inv.hosts[host].get("vllm_models")
         if not models and not isinstance(models, Unresolved):
@@ -276,7 +281,7 @@ def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterat
     malformed = any(inv.hosts[h].get("vllm_models") and not _models(inv, h) for h in inv.in_group("inference"))
     for host in inv.hosts:
         own_address = addresses.host_address(inv.hosts[host], host)
-        for role in rules.roles_of(g for g in ("inference", "gateway") if host in inv.in_group(g)):
+        for role in rules.roles_of(g for g in GROUP_ROLES if host in inv.in_group(g)):
             values = {key: specs.default(key) if (host, key) in mistyped else _value(inv, host, key)
                       for key in specs.role_specs()[role].options}
             provider_env = inv.hosts[host].get("litellm_provider_env")
@@ -297,6 +302,7 @@ _GATEWAY_PORTS = (("litellm_port", "litellm_publish"), ("openwebui_port", "openw
 def _host_ports(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterator[Problem]:
     """Ports claimed twice on a host (a port of the wrong type was reported already and is left out here)."""
     gateway = set(inv.in_group("gateway"))
+    registry = set(inv.in_group("registry"))
     for host in inv.hosts:
         used: dict[int, str] = {}
         claims: list[tuple[int, str]] = []
@@ -309,6 +315,8 @@ def _host_ports(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterat
                 port = _value(inv, host, var)
                 if port is not None and (enabled is None or _value(inv, host, enabled)):
                     claims.append((int(port), var))
+        if host in registry and (host, "registry_port") not in mistyped:
+            claims.append((int(_value(inv, host, "registry_port")), "registry_port"))
         for port, owner in claims:
             if port in used:
                 yield Problem(f"port {port} is already used by {used[port]} on this host", host, owner)

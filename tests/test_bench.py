@@ -99,6 +99,10 @@ def test_the_converge_benchmark_builds_a_lab_of_n_hosts_beside_the_lab(tmp_path)
     assert not lab & {h.address for h in hosts}  # the lab's own hosts are left alone
     doc = yaml.safe_load((inv / "hosts.yml").read_text())["all"]["children"]
     assert list(doc["gateway"]["hosts"]) == ["bench-1"] and len(doc["inference"]["hosts"]) == 4
+    assert "registry" not in doc
+    with_registry = bench_converge.write_inventory(tmp_path / "hosts-4-registry", 4, registry=True)
+    assert list(yaml.safe_load((with_registry / "hosts.yml").read_text())["all"]["children"]["registry"]["hosts"]) \
+        == ["bench-1"]
     # The lab's settings, with its image versions found from the checkout (the inventory is elsewhere).
     settings = (inv / "group_vars" / "all.yml").read_text()
     assert f"'{REPO}/lab/images/versions.yml'" in settings and "inventory_dir ~ '/../../lab" not in settings

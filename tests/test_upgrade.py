@@ -51,7 +51,7 @@ def test_stage_then_inference_then_backup_then_gateway(cli, calls, tmp_path):
     assert result.exit_code == 0, result.output
     assert [c[0] for c in calls.log] == ["site.yml", "inference.yml", "backup", "gateway.yml"]
     stage, inference, _, gateway = calls.log
-    assert stage[2] == {"solv_stage_images": True} and stage[1] == "vllm,searxng,litellm,openwebui,caddy"
+    assert stage[2] == {"solv_stage_images": True} and stage[1] == "registry,vllm,searxng,litellm,openwebui,caddy"
     assert inference[2] == gateway[2] == {"solv_serial": 2, "solv_max_fail_percentage": 0}
 
 

@@ -147,6 +147,31 @@ def test_removed_instance_leaves_nothing_behind(phase):
     assert inf1.service("solv-vllm-shared").is_running
 
 
+def test_images_came_from_the_site_registry_not_as_archives():
+    """The gateway host runs the registry; every image given as an archive reached every host from it, pulled by
+    digest (no archive was copied to any host), and the registry's own image came as its archive."""
+    registry = "10.213.62.20:5000"
+    images = {INF1: [f"solv-lab/vllm-standin:{STANDIN}"], INF2: [f"solv-lab/vllm-standin:{STANDIN}"],
+              GW: [f"solv-lab/litellm:{VERSIONS['litellm']}"]}
+    for name, wanted_images in images.items():
+        h = other(name)
+        assert json.loads(h.file("/etc/docker/daemon.json").content_string)["insecure-registries"] == [registry]
+        for image in wanted_images:
+            digests = json.loads(h.check_output("docker image inspect -f '{{json .RepoDigests}}' %s", image))
+            repo = image.rsplit(":", 1)[0]
+            assert any(d.startswith(f"{registry}/{repo}@sha256:") for d in digests), (name, image, digests)
+        if name != GW:  # the gateway host loaded the registry's own image from its archive
+            assert not h.file(f"{ROOT}/images").exists, f"an archive was staged on {name}"
+    gw = other(GW)
+    assert gw.service("solv-registry").is_running
+    catalog = http(gw, "GET", f"http://{registry}/v2/_catalog")["json"]["repositories"]
+    assert {"solv-lab/vllm-standin", "solv-lab/litellm"} <= set(catalog)
+    assert "solv-lab/registry" not in catalog  # its own image cannot come through itself
+    # Nothing pushed by hand: the registry serves the tags the inventory names.
+    tags = http(gw, "GET", f"http://{registry}/v2/solv-lab/vllm-standin/tags/list")["json"]["tags"]
+    assert STANDIN in tags
+
+
 def test_one_api_key_cluster_wide(master_key):
     inf1, inf2, gw = other(INF1), other(INF2), other(GW)
     key = inf1.file(f"{ROOT}/secrets/vllm_api_key").content_string.strip()

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 try:
-    from solv_provision import addresses, rules, secrets, specs
+    from solv_provision import addresses, registry, rules, secrets, specs
 except ImportError:  # plain ansible-playbook from a checkout, package not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-    from solv_provision import addresses, rules, secrets, specs
+    from solv_provision import addresses, registry, rules, secrets, specs
 
 
 def solv_role_variables(role):
@@ -42,6 +42,11 @@ def solv_listen(bind_address, own_address):
     return addresses.listen(bind_address, own_address)
 
 
+def solv_site_registry(hostvars, groups):
+    """{{ hostvars | solv_site_registry(groups) }} -> 'address:port' of the `registry` group's host, or ''."""
+    return registry.site_address(hostvars, groups)
+
+
 def solv_secret_plan(wanted, host, hostvars, groups, root_dir, render=False, files=None):
     """What solv_common's secrets.yml reads where (see solv_provision.secrets.secret_plan)."""
     return secrets.secret_plan(wanted, host=host, hostvars=hostvars, groups=groups, root_dir=root_dir,
@@ -63,6 +68,7 @@ class FilterModule:
             "solv_role_variables": solv_role_variables,
             "solv_role_problems": solv_role_problems,
             "solv_listen": solv_listen,
+            "solv_site_registry": solv_site_registry,
             "solv_openwebui_rag": solv_openwebui_rag,
             "solv_secret_plan": solv_secret_plan,
             "solv_secret_files": solv_secret_files,
