@@ -133,9 +133,10 @@ class Registry:
         self.context = ssl.create_default_context(cafile=cafile) if cafile else None
 
     def _connect(self):
+        # Layers go out in 1 MiB blocks (http.client's default is 8 KiB: a 3 GB layer in 390,000 writes).
         if self.context is None:
-            return http.client.HTTPConnection(self.address, timeout=self.timeout)
-        return http.client.HTTPSConnection(self.address, timeout=self.timeout, context=self.context)
+            return http.client.HTTPConnection(self.address, timeout=self.timeout, blocksize=_CHUNK)
+        return http.client.HTTPSConnection(self.address, timeout=self.timeout, context=self.context, blocksize=_CHUNK)
 
     def _request(self, method, path, body=None, headers=None, ok=(200,)):
         conn = self._connect()
