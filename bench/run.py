@@ -4,7 +4,8 @@
     .venv/bin/python bench/run.py --lab inventories/lab  # also, on a converged lab: a no-op re-run of `apply`,
                                                          # and the gateway (bench_gateway.py on the gateway host)
     .venv/bin/python bench/run.py --converge             # also, fresh and no-op converge of labs of 1, 2 and 4
-                                                         # hosts (bench_converge.py; ~20 minutes)
+                                                         # hosts, and fresh through a site registry
+                                                         # (bench_converge.py; ~35 minutes)
 
 Each case runs --repeat times (default 3) and writes bench/results/<case>.json (samples, min/median/max, target);
 then the table between the markers in bench/RESULTS.md is rewritten and, with matplotlib installed
@@ -250,7 +251,8 @@ def main() -> int:
                     help="run only this case (validate-100), or a family of them (validate)")
     ap.add_argument("--lab", metavar="INVENTORY", help="a converged lab inventory: adds the no-op apply and the gateway")
     ap.add_argument("--converge", action="store_true",
-                    help="also converge labs of 1, 2 and 4 hosts, fresh and no-op (needs the lab images)")
+                    help="also converge labs of 1, 2 and 4 hosts, fresh and no-op, and fresh through a site registry "
+                         "(needs the lab images)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where the JSON files go (default bench/results)")
     args = ap.parse_args()
     args.results.mkdir(exist_ok=True)

@@ -104,3 +104,26 @@ def test_the_private_ca_is_kept_across_restarts(host, entry, ca_file):
         time.sleep(1)
     assert inspect(host, NAME)["State"]["StartedAt"] != started
     assert hashlib.sha256(host.file(root).content).hexdigest() == before  # the same CA, not a new one
+
+
+def test_the_ca_copy_for_clients_is_made_again_only_when_it_differs(host):
+    """The copy of the CA's root kept with the secrets (`secrets show caddy_ca_certificate`) is made again when it
+    is missing, and a run that finds it equal makes none (the host's reading describes both files)."""
+    root = f"{ROOT}/data/caddy/caddy/pki/authorities/local/root.crt"
+    copy = f"{ROOT}/secrets/caddy_ca_certificate"
+    cli = Path(sys.executable).parent / "solv-provision"
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+
+    def apply_caddy():
+        run = subprocess.run([str(cli), "apply", "-i", str(inventory), "--tags", "caddy"], capture_output=True,
+                             text=True, timeout=600, check=False)
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+        return run.stdout + run.stderr
+
+    host.check_output("rm -f %s", copy)
+    made = apply_caddy()
+    assert f"changed {host.backend.get_hostname()}: Run | the private CA's certificate for clients" in made, made[-3000:]
+    assert host.file(copy).content == host.file(root).content
+    assert (host.file(copy).mode, host.file(copy).user) == (0o600, "root")
+    again = apply_caddy()
+    assert f"changed {host.backend.get_hostname()}:" not in again, again[-3000:]

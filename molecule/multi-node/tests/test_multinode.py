@@ -147,28 +147,35 @@ def test_removed_instance_leaves_nothing_behind(phase):
     assert inf1.service("solv-vllm-shared").is_running
 
 
+REGISTRY = "10.213.62.20:5000"
+
+
+def assert_pulled_from_registry(h, image):
+    """`image` is on host `h` as pulled from the site registry by digest (its RepoDigests name the registry)."""
+    digests = json.loads(h.check_output("docker image inspect -f '{{json .RepoDigests}}' %s", image))
+    repo = image.rsplit(":", 1)[0]
+    assert any(d.startswith(f"{REGISTRY}/{repo}@sha256:") for d in digests), (image, digests)
+
+
 def test_images_came_from_the_site_registry_not_as_archives():
     """The gateway host runs the registry; every image given as an archive reached every host from it, pulled by
     digest (no archive was copied to any host), and the registry's own image came as its archive."""
-    registry = "10.213.62.20:5000"
     images = {INF1: [f"solv-lab/vllm-standin:{STANDIN}"], INF2: [f"solv-lab/vllm-standin:{STANDIN}"],
               GW: [f"solv-lab/litellm:{VERSIONS['litellm']}"]}
     for name, wanted_images in images.items():
         h = other(name)
-        assert json.loads(h.file("/etc/docker/daemon.json").content_string)["insecure-registries"] == [registry]
+        assert json.loads(h.file("/etc/docker/daemon.json").content_string)["insecure-registries"] == [REGISTRY]
         for image in wanted_images:
-            digests = json.loads(h.check_output("docker image inspect -f '{{json .RepoDigests}}' %s", image))
-            repo = image.rsplit(":", 1)[0]
-            assert any(d.startswith(f"{registry}/{repo}@sha256:") for d in digests), (name, image, digests)
+            assert_pulled_from_registry(h, image)
         if name != GW:  # the gateway host loaded the registry's own image from its archive
             assert not h.file(f"{ROOT}/images").exists, f"an archive was staged on {name}"
     gw = other(GW)
     assert gw.service("solv-registry").is_running
-    catalog = http(gw, "GET", f"http://{registry}/v2/_catalog")["json"]["repositories"]
+    catalog = http(gw, "GET", f"http://{REGISTRY}/v2/_catalog")["json"]["repositories"]
     assert {"solv-lab/vllm-standin", "solv-lab/litellm"} <= set(catalog)
     assert "solv-lab/registry" not in catalog  # its own image cannot come through itself
     # Nothing pushed by hand: the registry serves the tags the inventory names.
-    tags = http(gw, "GET", f"http://{registry}/v2/solv-lab/vllm-standin/tags/list")["json"]["tags"]
+    tags = http(gw, "GET", f"http://{REGISTRY}/v2/solv-lab/vllm-standin/tags/list")["json"]["tags"]
     assert STANDIN in tags
 
 
@@ -320,13 +327,17 @@ _BACKGROUND_LOOP = _LOOP.replace(
 
 
 def _upgrade(*args):
+    return _cli("upgrade", *args)
+
+
+def _cli(verb, *args):
     import subprocess
     import sys
     from pathlib import Path
 
     cli = Path(sys.executable).parent / "solv-provision"
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    run = subprocess.run([str(cli), "upgrade", "-i", str(inventory), *args], capture_output=True, text=True,
+    run = subprocess.run([str(cli), verb, "-i", str(inventory), *args], capture_output=True, text=True,
                          timeout=900, check=False)
     return run.returncode, run.stdout + run.stderr
 
@@ -391,3 +402,26 @@ def test_upgrade_to_a_release_and_to_a_broken_one_costs_no_request(host, base, m
     out = json.loads(host.file("/tmp/solv-loop.json").content_string)
     assert out["requests"] >= 20 and out["failed"] == [], out
     assert set(out["by"]) == {INF1, INF2}, out
+    # Both releases reached the hosts through the site registry (the broken one only the first host).
+    for name in (INF1, INF2):
+        assert_pulled_from_registry(other(name), f"solv-lab/vllm-standin:{v2}")
+    assert_pulled_from_registry(other(INF1), f"solv-lab/vllm-standin:{v1}-broken")
+
+
+def test_turning_the_firewall_off_removes_its_table_and_unit(phase):
+    """solv_firewall: false on a host that had it: the unit is stopped (its stop deletes the table) and removed;
+    a run after that finds nothing to remove (the host's reading says the unit file is gone)."""
+    if phase != "removed-solo":
+        pytest.skip("runs once, in the last verify")
+    inf2 = other(INF2)
+    assert inf2.run("nft list table inet solv_vllm").rc == 0
+    # The release the upgrade test left running, so that only the firewall differs.
+    off = ("--limit", INF2, "--tags", "vllm", "-e",
+           json.dumps({"solv_firewall": False, "vllm_image_tag": VERSIONS["vllm_standin_next"]}))
+    rc, out = _cli("apply", *off)
+    assert rc == 0, out[-5000:]
+    assert f"changed {INF2}: Run | firewall unit stopped" in out, out[-5000:]
+    assert not inf2.file("/etc/systemd/system/solv-firewall-vllm.service").exists
+    assert inf2.run("nft list table inet solv_vllm").rc != 0
+    rc, again = _cli("apply", *off)
+    assert rc == 0 and f"changed {INF2}:" not in again, again[-5000:]
