@@ -209,7 +209,7 @@ def finish_backup(folder: Path, result: dict[str, Any], vault) -> tuple[dict[str
                           bytes=sealed.stat().st_size, protection="encrypted (ansible-vault, the inventory's vault password)")
         else:
             secret["protection"] = "NOT encrypted (no vault password given): owner-only files; keep this folder private"
-    manifest["skipped"] = result.get("skipped") or {}
+    manifest["skipped"] = result.get("skipped_parts") or {}
     manifest["solv_provision"] = __version__
     write_private(folder / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return manifest, []

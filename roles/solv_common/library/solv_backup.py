@@ -89,7 +89,7 @@ dir:
 manifest:
   description: backup; the manifest (also written as manifest.json in I(dir)).
   type: dict
-skipped:
+skipped_parts:
   description: backup; parts not backed up and why (their directory does not exist).
   type: dict
 restored:
@@ -344,7 +344,8 @@ def backup(p):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return {"changed": True, "dir": staging, "manifest": manifest, "skipped": skipped}
+    # Not "skipped": Ansible takes a module result's truthy `skipped` for a skipped task.
+    return {"changed": True, "dir": staging, "manifest": manifest, "skipped_parts": skipped}
 
 
 def prepare(p):
