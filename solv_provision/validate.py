@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from solv_provision import addresses, routing, rules, specs, value_types
+from solv_provision import addresses, gateway, routing, rules, specs, value_types
 from solv_provision.inventory import Inventory, Unresolved, has_unresolved, is_solv_var
 from solv_provision.services import GROUP_ROLES
 
@@ -279,6 +279,7 @@ def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterat
     served = {i.served_model_name for i in instances}
     embedding = routing.embedding_names(instances)
     malformed = any(inv.hosts[h].get("vllm_models") and not _models(inv, h) for h in inv.in_group("inference"))
+    gateways = _gateways(inv, mistyped)
     for host in inv.hosts:
         own_address = addresses.host_address(inv.hosts[host], host)
         for role in rules.roles_of(g for g in GROUP_ROLES if host in inv.in_group(g)):
@@ -287,9 +288,30 @@ def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterat
             provider_env = inv.hosts[host].get("litellm_provider_env")
             models = [] if (host, "vllm_models") in mistyped else _models(inv, host)
             context = {"own_address": own_address, "models": models, "served_models": served, "embedding_models": embedding,
-                       "models_malformed": malformed, "provider_env_known": not isinstance(provider_env, Unresolved)}
+                       "models_malformed": malformed, "provider_env_known": not isinstance(provider_env, Unresolved),
+                       "redis": _redis_plan(inv, host, gateways, mistyped)}
             for key, message in rules.role_problems(role, values, context, check_types=False):
                 yield Problem(message, host, key)
+
+
+def _gateways(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> dict[str, dict[str, Any]]:
+    """Each gateway host's litellm_instances as the roles see it (a mistyped or out-of-range one counts as 1)."""
+    out = {}
+    for host in inv.in_group("gateway"):
+        count = specs.default("litellm_instances") if (host, "litellm_instances") in mistyped \
+            else _value(inv, host, "litellm_instances")
+        usable = isinstance(count, int) and not isinstance(count, bool) and 1 <= count <= gateway.MAX_INSTANCES
+        out[host] = {**inv.hosts[host], "litellm_instances": count if usable else 1}
+    return out
+
+
+def _redis_plan(inv: Inventory, host: str, gateways: dict[str, dict[str, Any]],
+                mistyped: set[tuple[str | None, str]]) -> dict[str, Any]:
+    if host not in gateways:
+        return {}
+    port = specs.default("litellm_redis_port") if (host, "litellm_redis_port") in mistyped \
+        else _value(inv, host, "litellm_redis_port")
+    return gateway.redis_plan(host, gateways, int(port))
 
 
 # --- ports on each host ------------------------------------------------------------------------------------
@@ -301,25 +323,33 @@ _GATEWAY_PORTS = (("litellm_port", "litellm_publish"), ("openwebui_port", "openw
 
 def _host_ports(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterator[Problem]:
     """Ports claimed twice on a host (a port of the wrong type was reported already and is left out here)."""
-    gateway = set(inv.in_group("gateway"))
+    gateways = _gateways(inv, mistyped)
     registry = set(inv.in_group("registry"))
     for host in inv.hosts:
         used: dict[int, str] = {}
-        claims: list[tuple[int, str]] = []
+        claims: list[tuple[int, str, str]] = []  # (port, key, what claims it)
         for i, m in enumerate(_models(inv, host)):
-            claims.append((int(m["port"]), f"vllm_models[{i}] ({m['name']})"))
-        if host in gateway:
+            claims.append((int(m["port"]), f"vllm_models[{i}] ({m['name']})", f"vllm_models[{i}] ({m['name']})"))
+        if host in gateways:
             for var, enabled in _GATEWAY_PORTS:
                 if (host, var) in mistyped or (enabled and (host, enabled) in mistyped):
                     continue
                 port = _value(inv, host, var)
-                if port is not None and (enabled is None or _value(inv, host, enabled)):
-                    claims.append((int(port), var))
+                if port is None or (enabled is not None and not _value(inv, host, enabled)):
+                    continue
+                if var == "litellm_port":  # one published port per instance
+                    ports = gateway.instance_ports(port, gateways[host]["litellm_instances"])
+                    claims += [(p, var, var if i == 0 else f"{var} + {i} (LiteLLM instance {i + 1})")
+                               for i, p in enumerate(ports)]
+                else:
+                    claims.append((int(port), var, var))
+            if _redis_plan(inv, host, gateways, mistyped).get("publish") and (host, "litellm_redis_port") not in mistyped:
+                claims.append((int(_value(inv, host, "litellm_redis_port")), "litellm_redis_port", "litellm_redis_port"))
         if host in registry and (host, "registry_port") not in mistyped:
-            claims.append((int(_value(inv, host, "registry_port")), "registry_port"))
-        for port, owner in claims:
+            claims.append((int(_value(inv, host, "registry_port")), "registry_port", "registry_port"))
+        for port, key, owner in claims:
             if port in used:
-                yield Problem(f"port {port} is already used by {used[port]} on this host", host, owner)
+                yield Problem(f"port {port} is already used by {used[port]} on this host", host, key)
             else:
                 used[port] = owner
 

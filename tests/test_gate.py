@@ -1,9 +1,10 @@
 """The health-gate checks every module shares (roles/solv_common/module_utils/solv_gate.py), against a local
-HTTP server shaped like Open WebUI's sign-in and model list."""
+HTTP server shaped like Open WebUI's sign-in and model list, and a socket server answering as Redis does."""
 
 from __future__ import annotations
 
 import json
+import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -163,7 +164,8 @@ def test_the_wait_module_accepts_every_check_option_the_argument_spec_documents(
     specs = yaml.safe_load((REPO / "roles/solv_common/meta/argument_specs.yml").read_text())["argument_specs"]
     documented = specs["container_files"]["options"]["solv_container_ready_checks"]["options"]
     check = {"url": "http://127.0.0.1:9/none", "status": [200], "headers": {}, "models": [], "method": "GET",
-             "body": None, "ca": "insecure", "signin": {"url": "http://127.0.0.1:9/in", "body": {}, "token": "token"}}
+             "body": None, "ca": "insecure", "password": "pw",
+             "signin": {"url": "http://127.0.0.1:9/in", "body": {}, "token": "token"}}
     assert set(check) == set(documented)
     fake = tmp_path / "bin"
     fake.mkdir()
@@ -178,3 +180,60 @@ def test_the_wait_module_accepts_every_check_option_the_argument_spec_documents(
                          capture_output=True, text=True, check=False, env={"PATH": f"{fake}:/usr/bin:/bin"})
     result = json.loads(out.stdout)
     assert result.get("failed") and "not ready" in result["msg"], result  # the gate ran, and failed as it must
+
+
+# --- a Redis check: AUTH, then PING must answer PONG ----------------------------------------------------------
+REDIS_PASSWORD = "r3dis-pw"
+
+
+class _Redis(socketserver.BaseRequestHandler):
+    """Answers RESP commands as Redis with requirepass does: AUTH, then PING."""
+
+    def handle(self):
+        authed, buf = False, b""
+        while True:
+            chunk = self.request.recv(4096)
+            if not chunk:
+                return
+            buf += chunk
+            while buf.startswith(b"*"):
+                words, rest = _parse_command(buf)
+                if words is None:
+                    break
+                buf = rest
+                if words[0].upper() == b"AUTH":
+                    authed = words[1].decode() == REDIS_PASSWORD
+                    self.request.sendall(b"+OK\r\n" if authed else b"-WRONGPASS invalid username-password pair\r\n")
+                elif words[0].upper() == b"PING":
+                    self.request.sendall(b"+PONG\r\n" if authed else b"-NOAUTH Authentication required.\r\n")
+
+
+def _parse_command(buf):
+    lines = buf.split(b"\r\n")
+    count = int(lines[0][1:])
+    if len(lines) < 1 + 2 * count + 1:
+        return None, buf
+    words = [lines[2 + 2 * i] for i in range(count)]
+    return words, b"\r\n".join(lines[1 + 2 * count:])
+
+
+@pytest.fixture(scope="module")
+def redis():
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Redis)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"redis://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_redis_check_authenticates_and_pings(redis):
+    assert gate.check({"url": redis, "password": REDIS_PASSWORD})[:3] == (True, 0, "ok")
+    ok, _, detail, _ = gate.check({"url": redis, "password": "wrong"})
+    assert not ok and "WRONGPASS" in detail and "wrong" not in detail.replace("WRONGPASS", "")
+    ok, _, detail, _ = gate.check({"url": redis})
+    assert not ok and "NOAUTH" in detail
+
+
+def test_a_redis_check_that_nothing_answers_fails_and_the_password_is_redacted(redis):
+    ok, status, detail, _ = gate.check({"url": "redis://127.0.0.1:1", "password": REDIS_PASSWORD})
+    assert (ok, status) == (False, -1) and detail.startswith("no answer")
+    assert REDIS_PASSWORD in gate.secrets_of({"checks": [{"url": redis, "password": REDIS_PASSWORD}]})

@@ -187,3 +187,42 @@ def test_an_embedding_model_is_served_routed_and_used_for_documents(tmp_path):
     assert env["RAG_EMBEDDING_ENGINE"] == "openai"
     assert env["RAG_EMBEDDING_MODEL"] == "bge-m3"
     assert env["RAG_OPENAI_API_BASE_URL"] == "http://solv-litellm:4000/v1"
+
+
+def test_several_litellm_instances_share_redis_behind_the_entry_point(tmp_path):
+    """litellm_instances 2: two units with their own files (instance 2 publishes the next port), Redis with its
+    password only in its 0600 config file, both configs naming it, the entry point balancing both and serving
+    them to Open WebUI on its internal listener. A second gateway host reaches Redis on the first's address."""
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {
+        "inference": {"hosts": {"gpu": {"ansible_host": "192.0.2.10", "vllm_gpu_mode": "none", "vllm_models": [
+            {"name": "chat", "model": "x/chat", "port": 8001, "rpm": 120}]}}},
+        "gateway": {"hosts": {"gw-1": {"ansible_host": "192.0.2.20", "litellm_instances": 2, "litellm_publish": True},
+                              "gw-2": {"ansible_host": "192.0.2.21"}}}}}}))
+    result = _render("all", "-i", tmp_path, "--host", "gw-1")
+    assert result.exit_code == 0, result.output
+    files = _files(result.output)
+    units = sorted(n.rsplit("/", 1)[1] for n in files if n.endswith(".service") and "litellm" in n)
+    assert units == ["solv-litellm-2.service", "solv-litellm.service"]
+    assert "192.0.2.20:4001:4000" in files["gw-1/etc/systemd/system/solv-litellm-2.service"]
+    assert "/opt/solv/litellm/2/config.yaml:/etc/litellm/config.yaml:ro" in \
+        files["gw-1/etc/systemd/system/solv-litellm-2.service"]
+    for config in ("gw-1/opt/solv/litellm/config.yaml", "gw-1/opt/solv/litellm/2/config.yaml"):
+        router = yaml.safe_load(files[config])["router_settings"]
+        assert (router["redis_host"], router["redis_port"], router["redis_password"]) == \
+            ("solv-redis", 6379, "os.environ/REDIS_PASSWORD")
+        assert router["routing_strategy"] == "usage-based-routing-v2"  # the rpm limit is enforced
+    assert 'requirepass "<secret:litellm_redis_password>"' in files["gw-1/opt/solv/redis/redis.conf"]
+    redis_unit = files["gw-1/etc/systemd/system/solv-redis.service"]
+    assert "192.0.2.20:6379:6379" in redis_unit and "secret:litellm_redis_password" not in redis_unit
+    assert json.loads(files["gw-1/opt/solv/gates/solv-redis.json"])["checks"][0]["url"].startswith("redis://")
+    caddyfile = files["gw-1/opt/solv/caddy/Caddyfile"]
+    assert "reverse_proxy solv-litellm:4000 solv-litellm-2:4000 {" in caddyfile
+    assert "health_uri /health/liveliness" in caddyfile and "http://:4000 {" in caddyfile
+    env = dict(shlex.split(line)[0].split("=", 1) for line in files["gw-1/opt/solv/openwebui/env"].splitlines()
+               if "=" in line and not line.startswith("#"))
+    assert env["OPENAI_API_BASE_URL"] == "http://solv-caddy:4000/v1"
+
+    second = _files(_render("litellm", "-i", tmp_path, "--host", "gw-2").output)
+    router = yaml.safe_load(second["gw-2/opt/solv/litellm/config.yaml"])["router_settings"]
+    assert (router["redis_host"], router["redis_port"]) == ("192.0.2.20", 6379)
+    assert not any("redis" in n for n in second)  # Redis runs on the first gateway host only

@@ -43,7 +43,7 @@ def test_a_per_host_secret_needs_its_host(inv):
 @pytest.mark.parametrize(("name", "message"), [
     ("litellm_salt_key", "it encrypts what LiteLLM stores"),
     ("openwebui_admin_password", "change it in Open WebUI"),
-    ("caddy_ca_certificate", "cannot be rotated; rotatable: litellm_master_key, openwebui_secret_key"),
+    ("caddy_ca_certificate", "cannot be rotated; rotatable: litellm_master_key, litellm_redis_password, openwebui_secret_key"),
 ])
 def test_what_must_not_be_rotated_is_refused(inv, name, message):
     with pytest.raises(UsageError, match=message):

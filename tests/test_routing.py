@@ -60,7 +60,8 @@ def test_the_routed_names_by_kind_each_once_in_list_order():
     names = routing.model_names(routing.litellm_routing(hosts, EXTERNAL)["model_list"])
     assert names == {"all": ["bge-m3", "llama-8b", "qwen-7b", "qwen-coder", "gpt-4o"],
                      "served": ["bge-m3", "llama-8b", "qwen-7b", "qwen-coder"], "embedding": ["bge-m3"],
-                     "chat": ["llama-8b", "qwen-7b", "qwen-coder"]}
+                     "chat": ["llama-8b", "qwen-7b", "qwen-coder"], "probe_chat": ["llama-8b"],
+                     "probe_embedding": ["bge-m3"]}
 
 
 def test_external_models_are_appended_untouched():
@@ -101,3 +102,27 @@ def test_model_defaults():
 def test_ipv6_address_is_bracketed():
     hosts = {"v6": {"ansible_host": "fd00::11", "vllm_models": [{"name": "a", "model": "m", "gpus": [0], "port": 8001}]}}
     assert routing.litellm_routing(hosts)["model_list"][0]["litellm_params"]["api_base"] == "http://[fd00::11]:8001/v1"
+
+
+def test_request_limits_go_to_the_replica_and_make_the_router_enforce_them():
+    """rpm/tpm of a vllm_models entry become its deployment's; LiteLLM's simple-shuffle only weighs by them, so
+    the router's default strategy becomes usage-based-routing-v2 (one that enforces them); an explicit one stays."""
+    hosts = {"gpu-a": {"ansible_host": "10.0.0.11", "vllm_models": [
+        {"name": "coder", "model": "Qwen/Coder", "gpus": [0], "port": 8001, "rpm": 60, "tpm": 100000},
+        {"name": "chat", "model": "Qwen/Chat", "gpus": [1], "port": 8002},
+    ]}}
+    config = routing.litellm_routing(hosts)
+    assert _entries(config, "coder")[0]["litellm_params"] | {} == {
+        "model": "hosted_vllm/coder", "api_base": "http://10.0.0.11:8001/v1", "api_key": "os.environ/VLLM_API_KEY",
+        "rpm": 60, "tpm": 100000}
+    assert "rpm" not in _entries(config, "chat")[0]["litellm_params"]
+    assert config["router_settings"]["routing_strategy"] == "usage-based-routing-v2"
+    explicit = routing.litellm_routing(hosts, router_settings={"routing_strategy": "simple-shuffle"})
+    assert explicit["router_settings"]["routing_strategy"] == "simple-shuffle"
+    assert routing.litellm_routing(HOSTS)["router_settings"]["routing_strategy"] == "simple-shuffle"
+    # The health gate's completion goes to a model no limit can hold back.
+    names = routing.model_names(config["model_list"])
+    assert names["chat"] == ["chat", "coder"] and names["probe_chat"] == ["chat"]
+    limited_only = routing.model_names(routing.litellm_routing({"gpu-a": {**hosts["gpu-a"], "vllm_models": [
+        hosts["gpu-a"]["vllm_models"][0]]}})["model_list"])
+    assert limited_only["probe_chat"] == ["coder"] and limited_only["probe_embedding"] == []

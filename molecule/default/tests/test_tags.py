@@ -40,7 +40,7 @@ def test_apply_tags_litellm_touches_litellm_only(host, address, tmp_path):
         assert env_file(host, f"{ROOT}/litellm/env").get("SOLV_TAGS_TEST") == "1"
         assert _started(host, "solv-litellm") != before["solv-litellm"], "LiteLLM was not restarted"
         assert {name: _started(host, name) for name in OTHERS} == {n: before[n] for n in OTHERS}
-        assert "TASK Run | proxy running and ready" in output, output[-3000:]
+        assert "TASK Run | proxy instances ready, one at a time" in output, output[-3000:]
         assert "instances running" not in output and "container running and ready" not in output, output[-3000:]
         answer = http(host, "POST", f"https://{address}/v1/chat/completions", secret(host, "litellm_master_key"),
                       {"model": "qwen-0.5b", "messages": [{"role": "user", "content": "tags"}], "max_tokens": 8})

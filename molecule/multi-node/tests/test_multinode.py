@@ -105,7 +105,8 @@ def test_models_listed_once_each(host, base, master_key, phase):
     r = http(host, "GET", f"{base}/v1/models", master_key)
     assert r["status"] == 200, r
     ids = [d["id"] for d in r["json"]["data"]]
-    assert Counter(ids) == Counter({"shared-model": 1, "solo-model": 1} if phase == "full" else {"shared-model": 1})
+    want = {"shared-model": 1, "limited-model": 1, **({"solo-model": 1} if phase == "full" else {})}
+    assert Counter(ids) == Counter(want)
 
 
 def test_replicated_model_answered_by_both_hosts(host, base, master_key):
@@ -161,7 +162,8 @@ def test_images_came_from_the_site_registry_not_as_archives():
     """The gateway host runs the registry; every image given as an archive reached every host from it, pulled by
     digest (no archive was copied to any host), and the registry's own image came as its archive."""
     images = {INF1: [f"solv-lab/vllm-standin:{STANDIN}"], INF2: [f"solv-lab/vllm-standin:{STANDIN}"],
-              GW: [f"solv-lab/litellm:{VERSIONS['litellm']}"]}
+              GW: [f"solv-lab/litellm:{VERSIONS['litellm']}", f"solv-lab/redis:{VERSIONS['redis']}",
+                   f"solv-lab/caddy:{VERSIONS['caddy']}"]}
     for name, wanted_images in images.items():
         h = other(name)
         assert json.loads(h.file("/etc/docker/daemon.json").content_string)["insecure-registries"] == [REGISTRY]
@@ -172,7 +174,7 @@ def test_images_came_from_the_site_registry_not_as_archives():
     gw = other(GW)
     assert gw.service("solv-registry").is_running
     catalog = http(gw, "GET", f"http://{REGISTRY}/v2/_catalog")["json"]["repositories"]
-    assert {"solv-lab/vllm-standin", "solv-lab/litellm"} <= set(catalog)
+    assert {"solv-lab/vllm-standin", "solv-lab/litellm", "solv-lab/redis", "solv-lab/caddy"} <= set(catalog)
     assert "solv-lab/registry" not in catalog  # its own image cannot come through itself
     # Nothing pushed by hand: the registry serves the tags the inventory names.
     tags = http(gw, "GET", f"http://{REGISTRY}/v2/solv-lab/vllm-standin/tags/list")["json"]["tags"]
@@ -188,7 +190,8 @@ def test_one_api_key_cluster_wide(master_key):
     assert not gw.file(f"{ROOT}/secrets/vllm_api_key").exists
     for h, instance in ((inf1, "shared"), (inf2, "shared")):
         assert f"VLLM_API_KEY='{key}'\n" in h.file(f"{ROOT}/vllm/{instance}/env").content_string
-    assert f"VLLM_API_KEY='{key}'\n" in gw.file(f"{ROOT}/litellm/env").content_string
+    for env in (f"{ROOT}/litellm/env", f"{ROOT}/litellm/2/env"):  # both LiteLLM instances
+        assert f"VLLM_API_KEY='{key}'\n" in gw.file(env).content_string
     # The master key lives on the gateway only.
     assert master_key.startswith("sk-")
     assert not inf1.file(f"{ROOT}/secrets/litellm_master_key").exists
@@ -243,9 +246,11 @@ def test_firewall_lets_only_the_gateway_reach_vllm(host, hostvars, wanted):
 # A client on the gateway host: N chat completions through LiteLLM, one after the other; prints the failures
 # and which replica answered each success.
 _LOOP = (
-    "import json, sys, urllib.request, urllib.error\n"
+    "import json, os, ssl, sys, urllib.request, urllib.error\n"
     "url, key, model, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])\n"
-    "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
+    "ca = os.environ.get('SOLV_LOOP_CA')  # https: the entry point's CA\n"
+    "handlers = [urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca))] if ca else []\n"
+    "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), *handlers)\n"
     "failed, by = [], {}\n"
     "for i in range(n):\n"
     "    body = json.dumps({'model': model, 'messages': [{'role': 'user', 'content': f'q{i}'}]}).encode()\n"
@@ -326,6 +331,23 @@ _BACKGROUND_LOOP = _LOOP.replace(
           "open('/tmp/solv-loop.json', 'w').write(json.dumps({'failed': failed, 'by': by, 'requests': i}))\n")
 
 
+def _start_loop(host, url, master_key, model="shared-model", ca=""):
+    """_BACKGROUND_LOOP on the gateway host (ca: the CA file an https URL's certificate chains to)."""
+    host.run("rm -f /tmp/solv-loop.stop /tmp/solv-loop.json")
+    host.run("SOLV_LOOP_CA=%s setsid nohup python3 -c %s %s %s %s %s >/dev/null 2>&1 &", ca, _BACKGROUND_LOOP,
+             url, master_key, model, "0")
+
+
+def _stop_loop(host):
+    """Stop the background loop; its result {failed, by, requests}."""
+    host.run("touch /tmp/solv-loop.stop")
+    for _ in range(120):
+        if host.file("/tmp/solv-loop.json").exists:
+            break
+        time.sleep(1)
+    return json.loads(host.file("/tmp/solv-loop.json").content_string)
+
+
 def _upgrade(*args):
     return _cli("upgrade", *args)
 
@@ -373,9 +395,7 @@ def test_upgrade_to_a_release_and_to_a_broken_one_costs_no_request(host, base, m
     v1, v2 = STANDIN, VERSIONS["vllm_standin_next"]
     assert set(_answers(host, base, master_key)) == {(INF1, v1), (INF2, v1)}
 
-    host.run("rm -f /tmp/solv-loop.stop /tmp/solv-loop.json")
-    host.run("setsid nohup python3 -c %s %s %s %s %s >/dev/null 2>&1 &", _BACKGROUND_LOOP,
-             f"{base}/v1/chat/completions", master_key, "shared-model", "0")
+    _start_loop(host, f"{base}/v1/chat/completions", master_key)
     try:
         rc, upgraded = _upgrade("--service", "vllm", "-e", json.dumps({"vllm_image_tag": v2}))
         assert rc == 0, upgraded[-5000:]
@@ -384,11 +404,7 @@ def test_upgrade_to_a_release_and_to_a_broken_one_costs_no_request(host, base, m
 
         rc, broken = _upgrade("--service", "vllm", "-e", json.dumps({"vllm_image_tag": f"{v1}-broken"}))
     finally:
-        host.run("touch /tmp/solv-loop.stop")
-        for _ in range(120):
-            if host.file("/tmp/solv-loop.json").exists:
-                break
-            time.sleep(1)
+        out = _stop_loop(host)
     assert rc == 1, broken[-5000:]
     assert f"solv-vllm-shared on {INF1}: the new version failed its health gate and was ROLLED BACK to the " \
            f"previous version (solv-lab/vllm-standin:{v2}" in broken, broken[-5000:]
@@ -399,7 +415,6 @@ def test_upgrade_to_a_release_and_to_a_broken_one_costs_no_request(host, base, m
     assert _image(INF2)["State"]["StartedAt"] == inf2_started, "the host after the failed one was touched"
     assert set(_answers(host, base, master_key)) == {(INF1, v2), (INF2, v2)}
 
-    out = json.loads(host.file("/tmp/solv-loop.json").content_string)
     assert out["requests"] >= 20 and out["failed"] == [], out
     assert set(out["by"]) == {INF1, INF2}, out
     # Both releases reached the hosts through the site registry (the broken one only the first host).
@@ -425,3 +440,97 @@ def test_turning_the_firewall_off_removes_its_table_and_unit(phase):
     assert inf2.run("nft list table inet solv_vllm").rc != 0
     rc, again = _cli("apply", *off)
     assert rc == 0 and f"changed {INF2}:" not in again, again[-5000:]
+
+
+# --- two LiteLLM instances, Redis, the entry point -----------------------------------------------------------
+INSTANCE_PORTS = (4000, 4001)  # litellm_port and litellm_port + 1: the instances' published ports
+ENTRY = "https://10.213.62.20"
+CA = f"{ROOT}/secrets/caddy_ca_certificate"
+
+
+def test_two_instances_share_redis_whose_password_stays_in_its_config(host, hostvars, master_key):
+    """Both instances answer on their own ports and name Redis in their router settings; Redis reads its password
+    from its 0600 config file (owned by the image's redis user), which no `docker inspect` shows, and refuses a
+    client without it."""
+    address = hostvars[GW]["solv_internal_address"]
+    for port in INSTANCE_PORTS:
+        r = http(host, "GET", f"http://{address}:{port}/v1/models", master_key)
+        assert r["status"] == 200, (port, r)
+    password = host.file(f"{ROOT}/secrets/litellm_redis_password").content_string.strip()
+    assert len(password) >= 32
+    conf = host.file(f"{ROOT}/redis/redis.conf")
+    assert conf.mode == 0o600 and conf.uid == 999
+    assert f'requirepass "{password}"' in conf.content_string
+    for config in (f"{ROOT}/litellm/config.yaml", f"{ROOT}/litellm/2/config.yaml"):
+        router = yaml.safe_load(host.file(config).content_string)["router_settings"]
+        assert {k: router[k] for k in ("redis_host", "redis_port", "redis_password")} == {
+            "redis_host": "solv-redis", "redis_port": 6379, "redis_password": "os.environ/REDIS_PASSWORD"}
+    assert password not in host.check_output("docker inspect solv-redis solv-litellm solv-litellm-2")
+    assert not host.socket("tcp://0.0.0.0:6379").is_listening  # one gateway host: Redis is not published
+    redis = json.loads(host.check_output("docker inspect solv-redis"))[0]["NetworkSettings"]["Networks"]["solv"]
+    ping = host.check_output("python3 -c %s %s", "import socket, sys\n"
+                             "s = socket.create_connection((sys.argv[1], 6379), 5)\n"
+                             "s.sendall(b'PING\\r\\n'); print(s.recv(200).decode())", redis["IPAddress"])
+    assert ping.startswith("-NOAUTH"), ping
+
+
+# Sequential requests for one model, alternating between the two instances' ports; a request the limit holds
+# back waits (LiteLLM retries it in the next minute), so it is given up after `timeout` s. Prints
+# {served, started, ended} (UTC minutes of the first and last request).
+_ALTERNATING = (
+    "import json, sys, time, urllib.request\n"
+    "address, key, model, n, timeout = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])\n"
+    "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
+    "served, started = 0, time.strftime('%H:%M', time.gmtime())\n"
+    "for i in range(n):\n"
+    "    body = json.dumps({'model': model, 'messages': [{'role': 'user', 'content': f'q{i}'}]}).encode()\n"
+    "    req = urllib.request.Request(f'http://{address}:{4000 + i % 2}/v1/chat/completions', data=body,\n"
+    "                                 headers={'Authorization': 'Bearer ' + key, 'Content-Type': 'application/json'})\n"
+    "    try:\n"
+    "        opener.open(req, timeout=timeout).read(); served += 1\n"
+    "    except Exception:\n"
+    "        pass\n"
+    "print(json.dumps({'served': served, 'started': started, 'ended': time.strftime('%H:%M', time.gmtime())}))\n"
+)
+
+
+def test_the_instances_enforce_one_rpm_limit_together(host, hostvars, master_key, phase):
+    """limited-model has rpm 10. 24 requests within one minute, alternating between the two instances: 10 to 12
+    are served in all (LiteLLM counts in Redis; it checks before it counts, so one or two get through beyond the
+    limit), where two separate counters serve 18 (measured: each instance stops at 9 of its 12)."""
+    if phase != "full":
+        pytest.skip("runs once: the held-back requests are retried in the next minute")
+    while time.gmtime().tm_sec > 5:  # start early in a minute: the 24 requests take at most ~30 s
+        time.sleep(0.5)
+    out = json.loads(host.check_output("python3 -c %s %s %s %s %s %s", _ALTERNATING,
+                                       hostvars[GW]["solv_internal_address"], master_key, "limited-model", "24", "2"))
+    assert out["started"] == out["ended"], f"the requests crossed a minute: {out}"
+    assert 10 <= out["served"] <= 12, out
+
+
+def test_a_rolling_upgrade_of_the_instances_costs_no_request_through_the_entry_point(host, master_key, phase,
+                                                                                        tmp_path):
+    """`upgrade --service litellm` to the image's next release while a client sends requests to the HTTPS entry
+    point: the instances restart one at a time, each behind its health gate, and the entry point sends every
+    request to an instance that answers (or again to the other, for one an instance dropped while stopping):
+    no request fails, and both instances run the new release. The backup before it (this gateway host has no
+    Open WebUI) holds the secrets and the entry point's CA."""
+    if phase != "removed-solo":
+        pytest.skip("runs once, in the last verify")
+    v1 = VERSIONS["litellm"]
+    r = http(host, "GET", f"{ENTRY}/v1/models", master_key)  # the client's URL is the entry point's
+    assert r["status"] == -1 and "CERTIFICATE_VERIFY_FAILED" in r["body"], r  # (and its CA is needed)
+    _start_loop(host, f"{ENTRY}/v1/chat/completions", master_key, ca=CA)
+    try:
+        time.sleep(3)
+        rc, out = _upgrade("--service", "litellm", "--backup-dir", str(tmp_path),
+                           "-e", json.dumps({"litellm_image_tag": f"{v1}-next"}))
+        assert rc == 0, out[-5000:]
+        time.sleep(3)
+    finally:
+        loop = _stop_loop(host)
+    for unit in ("solv-litellm", "solv-litellm-2"):
+        assert _image(GW, unit)["Config"]["Image"] == f"solv-lab/litellm:{v1}-next", unit
+    assert loop["requests"] >= 20 and loop["failed"] == [], loop
+    manifest = json.loads(next((tmp_path / GW).glob("*/manifest.json")).read_text())
+    assert set(manifest["parts"]) == {"secrets", "caddy"} and set(manifest["skipped"]) == {"openwebui"}, manifest

@@ -1,4 +1,5 @@
-"""Ansible filters over solv_provision.routing (the single source of the LiteLLM routing)."""
+"""Ansible filters over solv_provision.routing (the single source of the LiteLLM routing) and
+solv_provision.gateway (LiteLLM's instances and their Redis)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import sys
 from pathlib import Path
 
 try:
-    from solv_provision import addresses, routing
+    from solv_provision import addresses, gateway, routing
 except ImportError:  # plain ansible-playbook from a checkout, package not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-    from solv_provision import addresses, routing
+    from solv_provision import addresses, gateway, routing
 
 
 def _hosts(hostvars, names):
@@ -39,6 +40,26 @@ def solv_vllm_models(models):
     return [routing.model_defaults(m) for m in models or []]
 
 
+def solv_litellm_instances(count):
+    """{{ litellm_instances | solv_litellm_instances }} -> the instances' container names, in restart order."""
+    return gateway.instance_names(int(count))
+
+
+def solv_litellm_upstreams(count):
+    """{{ litellm_instances | solv_litellm_upstreams }} -> <container>:4000 of each instance (the entry point's)."""
+    return gateway.instance_upstreams(int(count))
+
+
+def solv_litellm_internal_url(count):
+    """{{ litellm_instances | solv_litellm_internal_url }} -> the OpenAI base URL for containers on the host."""
+    return gateway.internal_url(int(count))
+
+
+def solv_litellm_redis(host, hostvars, gateway_hosts, port):
+    """{{ inventory_hostname | solv_litellm_redis(hostvars, groups['gateway'], litellm_redis_port) }} -> gateway.redis_plan"""
+    return gateway.redis_plan(host, _hosts(hostvars, gateway_hosts), int(port))
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -46,4 +67,8 @@ class FilterModule:
             "solv_host_address": solv_host_address,
             "solv_model_kinds": solv_model_kinds,
             "solv_vllm_models": solv_vllm_models,
+            "solv_litellm_instances": solv_litellm_instances,
+            "solv_litellm_upstreams": solv_litellm_upstreams,
+            "solv_litellm_internal_url": solv_litellm_internal_url,
+            "solv_litellm_redis": solv_litellm_redis,
         }

@@ -21,7 +21,8 @@ options:
   checks:
     description:
       - "Checks: {url, status (list of accepted codes), headers, models (OpenAI /v1/models data[].id must contain),
-        method (GET or POST), body (JSON sent with POST), signin ({url, body, token}: POST body to url first and
+        method (GET or POST), body (JSON sent with POST), password (redis:// URLs: AUTH with it, then PING),
+        signin ({url, body, token}: POST body to url first and
         send the answer's token field as a bearer token), ca (https: CA file on the host, or insecure)}."
     type: list
     elements: dict
@@ -82,6 +83,7 @@ def main():
                     method=dict(type="str", choices=["GET", "POST"], default="GET"),
                     body=dict(type="raw"),
                     ca=dict(type="str"),
+                    password=dict(type="str", no_log=True),
                     signin=dict(type="dict", no_log=True, options=dict(
                         url=dict(type="str", required=True),
                         body=dict(type="dict", required=True),

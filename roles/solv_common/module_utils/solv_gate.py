@@ -3,10 +3,11 @@
 """Health gates of SOLV containers, one implementation for every module that runs them: solv_container_wait
 (after a restart), solv_status (read-only) and solv_backup (after a restore).
 
-A gate is a list of HTTP checks run in order: {url, status (accepted codes), headers, method, body (JSON,
+A gate is a list of checks run in order. HTTP: {url, status (accepted codes), headers, method, body (JSON,
 POST), models (ids an OpenAI model list must contain), signin ({url, body, token}: POST body there first and
 send the answer's `token` field as a bearer token), ca (https: a CA certificate file on the host the server's
-certificate must chain to; "insecure" accepts any)}. `{container_address}` in a URL is the container's
+certificate must chain to; "insecure" accepts any)}. Redis: {url: redis://host:port, password}: AUTH, then
+PING must answer PONG. `{container_address}` in a URL is the container's
 address on the gate's network. Gates are recorded on the host as <root_dir>/gates/<unit>.json (root-only:
 they hold keys). `run` arguments are callables cmd -> (rc, stdout, stderr), e.g. AnsibleModule.run_command.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import ssl
 import time
 import urllib.error
@@ -121,13 +123,46 @@ def _signin(signin, resolve, timeout, ca=None):
     return (token, None) if isinstance(token, str) and token else (None, "sign-in answered without a token")
 
 
+def _resp(*words):
+    """A Redis command in RESP."""
+    parts = [f"*{len(words)}\r\n".encode()]
+    for w in words:
+        data = w.encode()
+        parts.append(f"${len(data)}\r\n".encode() + data + b"\r\n")
+    return b"".join(parts)
+
+
+def _redis_ping(url, password, timeout):
+    """(ok, detail) of AUTH (when a password is given) and PING against redis://host:port."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 6379), timeout=timeout) as sock:
+            sock.sendall((_resp("AUTH", password) if password else b"") + _resp("PING"))
+            answer = b""
+            while b"PONG" not in answer and not answer.startswith(b"-") and len(answer) < 4096:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+    except OSError as exc:
+        return False, f"no answer: {exc}"
+    if b"+PONG" in answer and b"-" not in answer.split(b"\r\n", 1)[0]:
+        return True, "ok"
+    first = answer.split(b"\r\n", 1)[0].decode("utf-8", "replace")[:200]
+    return False, f"answered {first!r} instead of PONG"
+
+
 def check(c, address=None, timeout=5.0, post_timeout=30.0):
-    """One HTTP check -> (ok, status, detail, body). POSTs (completions) get post_timeout."""
+    """One check -> (ok, status, detail, body). POSTs (completions) get post_timeout."""
     if ADDRESS in c["url"] and not address:
         return False, -1, "the container has no address on its network yet", b""
 
     def resolve(url):
         return url.replace(ADDRESS, address) if address else url
+
+    if c["url"].startswith("redis://"):
+        ok, detail = _redis_ping(resolve(c["url"]), c.get("password") or "", timeout)
+        return ok, 0 if ok else -1, detail, b""
 
     headers = dict(c.get("headers") or {})
     if c.get("signin"):
@@ -238,7 +273,8 @@ def secrets_of(gate):
     values = set()
     for c in (gate or {}).get("checks", []):
         signin = ((c.get("signin") or {}).get("body") or {}).items()
-        for v in list((c.get("headers") or {}).values()) + [v for k, v in signin if _SECRET_PARAM.search(k)]:
+        for v in (list((c.get("headers") or {}).values()) + [v for k, v in signin if _SECRET_PARAM.search(k)]
+                  + ([c["password"]] if c.get("password") else [])):
             v = str(v)
             values.add(v)
             if " " in v:
