@@ -69,5 +69,3 @@ def internal_url(count: int, entry_point: str = "solv-caddy", entry_port: int = 
     if int(count) > 1:
         return f"http://{entry_point}:{entry_port}/v1"
     return f"http://{INSTANCE}:{LITELLM_PORT}/v1"
-
-
