@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/run.py                      # the controller benchmarks (no host needed)
     .venv/bin/python bench/run.py --lab inventories/lab  # also, on a converged lab: a no-op re-run of `apply`,
-                                                         # and the gateway (bench_gateway.py on the gateway host)
+                                                         # the gateway (bench_gateway.py on the gateway host) and
+                                                         # what monitoring costs (bench_monitoring.py)
     .venv/bin/python bench/run.py --converge             # also, fresh and no-op converge of labs of 1, 2 and 4
                                                          # hosts, and fresh through a site registry
                                                          # (bench_converge.py; ~35 minutes)
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import bench_converge
+import bench_monitoring
 import inventory_gen
 import yaml
 
@@ -142,6 +144,35 @@ def gateway(lab: Path, repeat: int, root: str = "/opt/solv") -> dict:
     out["met"] = (out["added_p50_ms"] <= GATEWAY_TARGETS["added_p50_ms"] and out["added_p95_ms"] <= GATEWAY_TARGETS["added_p95_ms"]
                   and out["rps"] >= GATEWAY_TARGETS["rps"] and out["errors"] == 0)
     return out
+
+
+def monitoring(lab: Path) -> dict | None:
+    """What monitoring costs the lab (bench_monitoring.py against its Prometheus); None when monitoring is off."""
+    from solv_provision import inventory as inventory_mod
+    from solv_provision import monitoring as monitoring_mod
+    from solv_provision.addresses import host_address
+
+    inv = inventory_mod.load([lab])
+    hosts = inv.in_group(monitoring_mod.GROUP)
+    if not hosts:
+        return None
+    hv = inv.hosts[hosts[0]]
+    port = hv.get("prometheus_port") or 9090
+    out = bench_monitoring.measure(f"http://{host_address(hv, hosts[0])}:{port}", "2m")
+    return {"case": "monitoring", "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.node()}, {os.cpu_count()} cores", **out}
+
+
+def monitoring_table(m: dict) -> str:
+    rows = ["| job | targets | samples per scrape | scrape duration (avg) |", "|---|---|---|---|"]
+    for job, j in m["jobs"].items():
+        rows.append(f"| `{job}` | {j['targets']} | {j['samples_per_scrape']:g} | {j['scrape_seconds_avg'] * 1000:.1f} ms |")
+    rows += ["", f"Samples ingested: {m['samples_per_second']:g}/s (rate over {m['window']}).", "",
+             "| process | host | CPU (share of one core) | resident memory |", "|---|---|---|---|"]
+    for job, hosts in m["processes"].items():
+        for host, p in hosts.items():
+            rows.append(f"| {job} | {host} | {p['cpu_cores'] * 100:.2f} % | {p['rss_mib']:g} MiB |")
+    return "\n".join(rows)
 
 
 def gateway_table(g: dict) -> str:
@@ -290,6 +321,14 @@ def main() -> int:
         write_block("gateway", f"Written by `bench/run.py --lab` ({g['when']}, {g['machine']}):\n\n{gateway_table(g)}")
         plot_gateway(g, args.results)
         gateway_met = g["met"]
+    if args.lab and (not args.only or "monitoring" in args.only):
+        m = monitoring(Path(args.lab))
+        if m:
+            (args.results / "monitoring.json").write_text(json.dumps(m, indent=2) + "\n")
+            print(f"monitoring: {m['samples_per_second']:g} samples/s; Prometheus "
+                  f"{sum(p['cpu_cores'] or 0 for p in m['processes']['prometheus'].values()) * 100:.2f} % of a core")
+            write_block("monitoring", f"Written by `bench/run.py --lab` ({m['when']}, {m['machine']}):\n\n"
+                                      f"{monitoring_table(m)}")
     return 1 if any(r["met"] is False for r in results) or not gateway_met else 0
 
 

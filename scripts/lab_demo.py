@@ -1,4 +1,5 @@
-"""After `apply` on the lab: print the HTTPS entry point and one chat completion per model answered through it.
+"""After `apply` on the lab: print the HTTPS entry point and one chat completion per model answered through it, and
+with monitoring on what Prometheus sees.
 
 Usage: python3 scripts/lab_demo.py inventories/lab
 Reads the LiteLLM master key and the entry point's CA certificate from the gateway host with
@@ -11,6 +12,7 @@ import json
 import ssl
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from pathlib import Path
 def main(inventory: str) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from solv_provision import inventory as inv_mod
-    from solv_provision import paths, routing, specs
+    from solv_provision import monitoring, paths, routing, specs
 
     inv = inv_mod.load([inventory])
     gateway = inv.in_group("gateway")[0]
@@ -68,7 +70,31 @@ def main(inventory: str) -> int:
         with opener.open(req, timeout=60) as r:
             answer = json.load(r)["choices"][0]["message"]["content"]
         print(f"chat via {entry} [{model}]: {answer}")
+    if inv.in_group(monitoring.GROUP):
+        _monitoring(inv, inv.in_group(monitoring.GROUP)[0], setting)
     return 0
+
+
+def _monitoring(inv, host, setting) -> None:
+    """Prometheus's and Alertmanager's addresses, and what Prometheus sees (targets up, alerts firing)."""
+    from solv_provision import routing
+
+    address = routing.host_address(inv.hosts[host], host)
+    prometheus = f"http://{address}:{setting('prometheus_port')}"
+    print(f"Prometheus:        {prometheus}   (alerts: {prometheus}/alerts; Alertmanager: "
+          f"http://{address}:{setting('alertmanager_port')})")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    # Right after a first apply some targets have not been scraped yet: wait up to a scrape interval or two.
+    for _ in range(40):
+        with opener.open(f"{prometheus}/api/v1/targets?state=active", timeout=30) as r:
+            targets = json.load(r)["data"]["activeTargets"]
+        if targets and all(t["health"] != "unknown" for t in targets):
+            break
+        time.sleep(1)
+    up = [t for t in targets if t["health"] == "up"]
+    with opener.open(f"{prometheus}/api/v1/alerts", timeout=30) as r:
+        firing = [a["labels"]["alertname"] for a in json.load(r)["data"]["alerts"] if a["state"] == "firing"]
+    print(f"monitoring:        {len(up)} of {len(targets)} targets up; alerts firing: {', '.join(firing) or 'none'}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== lab images the tests use (cached; rebuilt only when a recipe changed)"
 # host:debian13 is for the lab only (no scenario runs on it): `solv-provision lab images` builds every image.
 solv-provision lab images --only host:debian12 --only vllm-standin --only searxng-standin --only litellm \
-    --only open-webui --only caddy --only registry --only redis
+    --only open-webui --only caddy --only registry --only redis --only prometheus --only node-exporter \
+    --only alertmanager
 
 echo "== yamllint + ansible-lint (production profile)"
 yamllint -s .

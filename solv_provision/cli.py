@@ -85,8 +85,10 @@ def load_and_validate(inventories, vault_password_file, quiet=False):
             click.echo(f"  - {p}", err=True)
         sys.exit(EXIT_INVALID)
     if not quiet:
-        click.secho(inventory_summary(len(inv.hosts), {g: inv.in_group(g) for g in ("inference", "gateway")}),
-                    fg="green", err=True)
+        shown = {g: inv.in_group(g) for g in ("inference", "gateway")}
+        # Optional groups only when they have a host.
+        shown |= {g: inv.in_group(g) for g in ("registry", "monitoring") if inv.in_group(g)}
+        click.secho(inventory_summary(len(inv.hosts), shown), fg="green", err=True)
     return inv
 
 
@@ -152,7 +154,7 @@ def _run(mode, *, inventories, limit, tags, extra_vars, forks, verbose, vault_pa
     inv = load_and_validate(inventories, vault_password_file)
     if limit:
         with usage_errors():
-            runner.check_limit(limit, hosts=inv.hosts, groups=inv.groups)
+            runner.check_limit(limit, hosts=inv.hosts, groups=inv.ansible_groups)
     result = runner.run_playbook(
         str(book), list(inventories), mode=mode, limit=limit, tags=tags, extra_vars=list(extra_vars),
         forks=forks, verbosity=verbose, vault_password_file=vault_password_file,
@@ -205,7 +207,7 @@ def upgrade(inventories, limit, tags, extra_vars, forks, verbose, vault_password
 
     with usage_errors():
         if limit:
-            runner.check_limit(limit, hosts=inv.hosts, groups=inv.groups)
+            runner.check_limit(limit, hosts=inv.hosts, groups=inv.ansible_groups)
         runner.check_extra_vars(extra_vars)
         code = run_upgrade(inv, inventories=list(inventories), options=Options(
             service=service, limit=limit, serial=serial, extra_vars=tuple(extra_vars), forks=forks, verbose=verbose,
@@ -232,7 +234,7 @@ def status(inventories, vault_password_file, limit, as_json, watch):
 
     if limit:
         with usage_errors():
-            runner.check_limit(limit, hosts=inv.hosts, groups=inv.groups)
+            runner.check_limit(limit, hosts=inv.hosts, groups=inv.ansible_groups)
     sys.exit(status_mod.main(inv, inventories=list(inventories), limit=limit,
                              vault_password_file=vault_password_file, as_json=as_json, watch=watch))
 
@@ -262,7 +264,7 @@ def backup(inventories, vault_password_file, output, limit, keep):
 
     with usage_errors():
         if limit:
-            runner.check_limit(limit, hosts=inv.hosts, groups=inv.groups)
+            runner.check_limit(limit, hosts=inv.hosts, groups=inv.ansible_groups)
         code = backup_mod.run_backup(inv, inventories=list(inventories), output=output, limit=limit, keep=keep,
                                      vault_password_file=vault_password_file)
     sys.exit(code)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,9 @@ SOLV_PREFIXES = (
     "openwebui_",
     "caddy_",
     "registry_",
+    "node_exporter_",
+    "prometheus_",
+    "alertmanager_",
     "container_engine_",
     "nvidia_driver_",
     "nvidia_container_toolkit_",
@@ -46,9 +49,21 @@ class Inventory:
     sources: list[Path]
     groups: dict[str, list[str]]
     hosts: dict[str, dict[str, Any]]  # host -> SOLV variables (+ address keys), templated where possible
+    # The groups in Ansible's order (`groups` in a play): "the first host of a group" is read here.
+    ordered_groups: dict[str, list[str]] = field(default_factory=dict)
+    # Groups the monitoring rules compute, which Ansible does not know (--limit cannot name them).
+    computed: frozenset[str] = frozenset()
+
+    @property
+    def ansible_groups(self) -> dict[str, list[str]]:
+        """The inventory's own groups, as Ansible sees them."""
+        return {name: hosts for name, hosts in self.groups.items() if name not in self.computed}
 
     def in_group(self, group: str) -> list[str]:
         return self.groups.get(group, [])
+
+    def ordered_group(self, group: str) -> list[str]:
+        return self.ordered_groups.get(group, [])
 
     def provenance(self, host: str, key: str) -> Path | None:
         """The file that sets `key` for `host`, most specific first; None when unknown."""
@@ -97,7 +112,8 @@ def load(sources: list[str | Path], vault_password_file: str | None = None, fast
     except AnsibleError as exc:
         raise InventoryError(_short(exc)) from None
 
-    groups = {name: sorted(h.name for h in g.get_hosts()) for name, g in inv.groups.items()}
+    # Ansible's order (what `groups` holds in a play) decides "the first host of a group"; lists are sorted below.
+    ordered = {name: [h.name for h in g.get_hosts()] for name, g in inv.groups.items()}
     hosts: dict[str, dict[str, Any]] = {}
     for host in inv.get_hosts():
         try:
@@ -112,7 +128,16 @@ def load(sources: list[str | Path], vault_password_file: str | None = None, fast
                 plain = fast_path and _templating_is_identity(value)
                 mine[key] = _plain(value) if plain else _resolve(templar, allvars, key)
         hosts[host.name] = mine
-    return Inventory(sources=paths, groups=groups, hosts=hosts)
+    # With the monitoring rules' two groups (solv_provision.monitoring), as the roles compute them.
+    from solv_provision import monitoring
+
+    if monitoring.MONITORED in ordered:
+        raise InventoryError(f"group '{monitoring.MONITORED}' is the stack's own (the hosts that run a node exporter, "
+                             "computed): rename the inventory's group")
+    computed = frozenset({monitoring.MONITORED} | ({monitoring.GROUP} if not ordered.get(monitoring.GROUP) else set()))
+    ordered = monitoring.groups_with_monitoring(ordered, hosts)
+    groups = {name: sorted(members) for name, members in ordered.items()}
+    return Inventory(sources=paths, groups=groups, hosts=hosts, ordered_groups=ordered, computed=computed)
 
 
 def _host_vars(varman, host, fast_path: bool) -> dict[str, Any]:
@@ -330,7 +355,7 @@ def _host_entry_in_source(data: Any, host: str, key: str) -> bool:
 
 
 def _find_definition(inv: Inventory, host: str, key: str) -> Path | None:
-    host_groups = [g for g, members in inv.groups.items() if host in members and g != "all"]
+    host_groups = [g for g, members in inv.ansible_groups.items() if host in members and g != "all"]
     for src in inv.sources:
         root = src if src.is_dir() else src.parent
         for f in _var_files(root / "host_vars", host):

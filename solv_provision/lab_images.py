@@ -116,6 +116,12 @@ def catalogue() -> list[Image]:
         Image("registry", v["registry"], "registry", suite="bookworm", build_args=(("VERSION", v["registry"]),),
               archive=True),
         Image("redis", v["redis"], "redis", suite="bookworm", build_args=(("VERSION", v["redis"]),), archive=True),
+        Image("prometheus", v["prometheus"], "prometheus", suite="bookworm", build_args=(("VERSION", v["prometheus"]),),
+              archive=True),
+        Image("node-exporter", v["node_exporter"], "node-exporter", suite="bookworm",
+              build_args=(("VERSION", v["node_exporter"]),), archive=True),
+        Image("alertmanager", v["alertmanager"], "alertmanager", suite="bookworm",
+              build_args=(("VERSION", v["alertmanager"]),), archive=True),
         _next_release("litellm", v["litellm"]),
         _next_release("open-webui", v["open_webui"]),
     ]

@@ -127,8 +127,13 @@ def _extra_vars(inv: Inventory, *, services: list[str], hosts: list[str], out: P
     return {
         "solv_render": True,
         "solv_render_out": str(out),
-        "solv_render_services": services,
-        "solv_render_group_roles": {group: list(roles) for group, roles in GROUP_ROLES.items()},
+        # Each host's services to render, in playbook order: those of its groups (the monitoring groups as
+        # solv_provision.monitoring makes them, which Ansible's group_names does not show).
+        "solv_render_host_roles": {
+            host: [role for group, roles in GROUP_ROLES.items() if host in inv.in_group(group)
+                   for role in roles if role in services]
+            for host in hosts
+        },
         # The host's own paths, re-rooted under out/<host>; the prefix is stripped again in _read_back.
         "solv_root_dir": str(out) + "/{{ inventory_hostname }}" + "{{ __render_real_root }}",
         "solv_systemd_dir": str(out) + "/{{ inventory_hostname }}/etc/systemd/system",

@@ -354,6 +354,77 @@ def registry_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
     return _container_problems("registry", v)
 
 
+# --- monitoring --------------------------------------------------------------------------------------------
+
+# Prometheus's duration and size formats (its docs: configuration, <duration> and storage.tsdb.retention.size).
+_DURATION = re.compile(r"(?=\d)(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?")
+_PROMETHEUS_SIZE = re.compile(r"[0-9]+(B|KB|MB|GB|TB|PB|EB)")
+
+
+def node_exporter_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
+    return (_bind_problems("node_exporter_bind_address", v.get("node_exporter_bind_address"), ctx.get("own_address", ""))
+            + _container_problems("node_exporter", v))
+
+
+def prometheus_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
+    problems = _bind_problems("prometheus_bind_address", v.get("prometheus_bind_address"), ctx.get("own_address", ""))
+    for key in ("prometheus_scrape_interval", "prometheus_evaluation_interval", "prometheus_retention_time",
+                "prometheus_alert_for"):
+        value = str(v.get(key) or "")
+        if not _DURATION.fullmatch(value):
+            problems.append((key, f"{value!r} is not a Prometheus duration (e.g. 30s, 5m, 15d, 1h30m)"))
+    size = str(v.get("prometheus_retention_size") or "")
+    if size and not _PROMETHEUS_SIZE.fullmatch(size):
+        problems.append(("prometheus_retention_size", f"{size!r} is not a Prometheus size (e.g. 500MB, 50GB)"))
+    percent = v.get("prometheus_alert_gpu_memory_percent")
+    if isinstance(percent, int) and not 1 <= percent <= 100:
+        problems.append(("prometheus_alert_gpu_memory_percent", f"{percent} is not a percentage (1-100)"))
+    for key in ("prometheus_alert_gateway_error_ratio", "prometheus_alert_team_budget_ratio"):
+        ratio = v.get(key)
+        if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and not 0 < ratio < 1:
+            problems.append((key, f"{ratio} is not a share between 0 and 1 (e.g. 0.05 for 5 %)"))
+    ttft = v.get("prometheus_alert_vllm_ttft_p95_seconds")
+    if isinstance(ttft, (int, float)) and not isinstance(ttft, bool) and ttft <= 0:
+        problems.append(("prometheus_alert_vllm_ttft_p95_seconds", f"{ttft} must be more than 0 seconds"))
+    for i, job in enumerate(v.get("prometheus_extra_scrape_configs") or []):
+        if isinstance(job, Mapping) and not isinstance(job.get("job_name"), str):
+            problems.append((f"prometheus_extra_scrape_configs[{i}]", "needs a job_name (Prometheus's scrape_config)"))
+    return problems + _container_problems("prometheus", v)
+
+
+def alertmanager_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
+    problems = _bind_problems("alertmanager_bind_address", v.get("alertmanager_bind_address"), ctx.get("own_address", ""))
+    retention = str(v.get("alertmanager_retention") or "")
+    if not _DURATION.fullmatch(retention):
+        problems.append(("alertmanager_retention", f"{retention!r} is not a duration (e.g. 120h, 5d)"))
+    names: list[str] = []
+    for i, receiver in enumerate(v.get("alertmanager_receivers") or []):
+        name = receiver.get("name") if isinstance(receiver, Mapping) else None
+        if not isinstance(name, str) or not name:
+            problems.append((f"alertmanager_receivers[{i}]", "needs a name (Alertmanager's receiver format)"))
+        elif name in names:
+            problems.append((f"alertmanager_receivers[{i}] ({name})", "is named twice"))
+        else:
+            names.append(name)
+    problems += [(f"alertmanager_route{where}", message) for where, message in
+                 _route_problems(v.get("alertmanager_route") or {}, names or ["none"])]
+    return problems + _container_problems("alertmanager", v)
+
+
+def _route_problems(route: Any, receivers: list[str], where: str = "") -> Problems:
+    """Every receiver the routing tree names is one of alertmanager_receivers (Alertmanager refuses it otherwise)."""
+    if not isinstance(route, Mapping):
+        return [(where, "must be a mapping (Alertmanager's route format)")]
+    problems: Problems = []
+    receiver = route.get("receiver")
+    if receiver is not None and receiver not in receivers:
+        problems.append((f"{where}.receiver", f"{receiver!r} is not one of alertmanager_receivers "
+                                              f"({', '.join(receivers)})"))
+    for i, child in enumerate(route.get("routes") or []):
+        problems += _route_problems(child, receivers, f"{where}.routes[{i}]")
+    return problems
+
+
 ROLE_RULES: dict[str, Callable[[Mapping[str, Any], dict[str, Any]], Problems]] = {
     "vllm": vllm_problems,
     "litellm": litellm_problems,
@@ -361,6 +432,9 @@ ROLE_RULES: dict[str, Callable[[Mapping[str, Any], dict[str, Any]], Problems]] =
     "openwebui": openwebui_problems,
     "caddy": caddy_problems,
     "registry": registry_problems,
+    "node_exporter": node_exporter_problems,
+    "prometheus": prometheus_problems,
+    "alertmanager": alertmanager_problems,
 }
 
 

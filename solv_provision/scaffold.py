@@ -36,7 +36,9 @@ all:
 
 # Which group_vars file lists which role's variables.
 GROUP_FILES = {
-    "all.yml": ["solv_common", "container_engine"],
+    # Monitoring runs on every host (node exporter) and on the monitoring host (Alertmanager, Prometheus); the
+    # registry on one.
+    "all.yml": ["solv_common", "container_engine", "registry", "node_exporter", "alertmanager", "prometheus"],
     "inference.yml": ["nvidia_driver", "nvidia_container_toolkit", "vllm"],
     "gateway.yml": list(GROUP_ROLES["gateway"]),
 }

@@ -38,7 +38,7 @@ SHARED: dict[str, SharedSecret] = {
 # only the containers whose env file changes restart.
 ROTATABLE: dict[str, tuple[str, ...]] = {
     "vllm_api_key": ("vllm", "litellm"),
-    "litellm_master_key": ("litellm", "openwebui", "caddy"),
+    "litellm_master_key": ("litellm", "openwebui", "caddy", "prometheus"),
     "searxng_secret_key": ("searxng",),
     "openwebui_secret_key": ("openwebui",),
     "litellm_redis_password": ("litellm",),

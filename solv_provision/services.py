@@ -1,5 +1,6 @@
 """The service roles and the inventory group each runs on, in playbook order (playbooks/registry.yml,
-playbooks/inference.yml, playbooks/gateway.yml). The one list the validator, render, upgrade, the CLI and the docs read."""
+playbooks/inference.yml, playbooks/gateway.yml, playbooks/monitoring.yml). The one list the validator, render,
+upgrade, the CLI and the docs read."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ GROUP_ROLES: dict[str, tuple[str, ...]] = {
     "registry": ("registry",),
     "inference": ("vllm",),
     "gateway": ("searxng", "litellm", "openwebui", "caddy"),
+    # Monitoring (solv_provision.monitoring): a node exporter on every host of the groups above and the
+    # monitoring host; Alertmanager and Prometheus on the monitoring host. Both groups are filled in by that module's rules (the
+    # inventory may name the `monitoring` host; `solv_monitored` is never written by hand).
+    "solv_monitored": ("node_exporter",),
+    "monitoring": ("alertmanager", "prometheus"),
 }
 # Service -> its group.
 SERVICE_GROUP: dict[str, str] = {role: group for group, roles in GROUP_ROLES.items() for role in roles}
 SERVICES: tuple[str, ...] = tuple(SERVICE_GROUP)
+# Group -> the playbook that applies its roles (its name, where not said here).
+PLAYBOOKS: dict[str, str] = {group: f"{group}.yml" for group in GROUP_ROLES} | {"solv_monitored": "monitoring.yml"}

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from solv_provision import paths, routing
+from solv_provision import monitoring, paths, routing
 from solv_provision.inventory import Inventory, has_unresolved
 from solv_provision.services import GROUP_ROLES
 
@@ -110,6 +110,12 @@ def expected_units(inv: Inventory, host: str) -> list[str]:
             units += [f"{VLLM_PREFIX}{m['name']}" for m in models if isinstance(m, Mapping) and m.get("name")]
     if host in inv.in_group("gateway"):
         units += list(GATEWAY_UNITS)
+    if host in inv.in_group("registry"):
+        units.append("solv-registry")
+    if host in inv.in_group(monitoring.MONITORED):
+        units.append(monitoring.NODE_EXPORTER)
+    if host in inv.in_group(monitoring.GROUP):
+        units += [monitoring.ALERTMANAGER, monitoring.PROMETHEUS]
     return units
 
 

@@ -21,10 +21,8 @@ import click
 
 from solv_provision import backup, runner
 from solv_provision.inventory import Inventory
-from solv_provision.services import GROUP_ROLES, SERVICE_GROUP
+from solv_provision.services import GROUP_ROLES, PLAYBOOKS, SERVICE_GROUP
 
-# Service -> the group (and playbook) it runs on.
-PLAYBOOK = {group: f"{group}.yml" for group in GROUP_ROLES}
 
 
 @dataclass(frozen=True)
@@ -44,6 +42,9 @@ def run_upgrade(inv: Inventory, *, inventories: list[str], options: Options) -> 
     """Stage, then roll out group by group; returns the exit code (0 ok, 1 a host failed)."""
     services = [options.service] if options.service else list(SERVICE_GROUP)
     groups = [g for g in GROUP_ROLES if any(SERVICE_GROUP[s] == g for s in services) and inv.in_group(g)]
+    # One rollout per playbook: monitoring.yml applies the roles of both monitoring groups (its hosts are the
+    # first group's, the node exporters' hosts, which include the monitoring host).
+    groups = [g for i, g in enumerate(groups) if PLAYBOOKS[g] not in {PLAYBOOKS[e] for e in groups[:i]}]
     tags = ",".join(services)
 
     _say("stage: every image present on every host (nothing restarts)")
@@ -58,7 +59,7 @@ def run_upgrade(inv: Inventory, *, inventories: list[str], options: Options) -> 
                 _say("backup failed: no gateway host was touched", err=True)
                 return code
         _say(f"{group}: {options.serial} host(s) at a time, stopping at the first that fails")
-        result = _play(inventories, options, PLAYBOOK[group], tags=tags,
+        result = _play(inventories, options, PLAYBOOKS[group], tags=tags,
                        extra={"solv_serial": options.serial, "solv_max_fail_percentage": 0})
         if not _ok(result, group):
             untouched = untouched_hosts(inv.in_group(group), result.hosts, later=_later(inv, groups, group))

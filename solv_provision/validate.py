@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from solv_provision import addresses, gateway, routing, rules, specs, value_types
+from solv_provision import addresses, gateway, monitoring, routing, rules, specs, value_types
 from solv_provision.inventory import Inventory, Unresolved, has_unresolved, is_solv_var
 from solv_provision.services import GROUP_ROLES
 
@@ -49,7 +49,7 @@ def validate(inv: Inventory) -> list[Problem]:
     type_problems = list(_spec_types(inv))
     mistyped = {(p.host, _top_key(p.key)) for p in type_problems if p.key}
     problems = [*_groups(inv), *_unresolvable(inv), *type_problems, *_unknown_variables(inv),
-                *_role_rules(inv, mistyped), *_host_ports(inv, mistyped), *_replicas(inv)]
+                *_role_rules(inv, mistyped), *_host_ports(inv, mistyped), *_replicas(inv), *_monitoring(inv)]
     return [_with_file(inv, p) for p in problems]
 
 
@@ -347,11 +347,40 @@ def _host_ports(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterat
                 claims.append((int(_value(inv, host, "litellm_redis_port")), "litellm_redis_port", "litellm_redis_port"))
         if host in registry and (host, "registry_port") not in mistyped:
             claims.append((int(_value(inv, host, "registry_port")), "registry_port", "registry_port"))
+        for group, var in (("solv_monitored", "node_exporter_port"), ("monitoring", "prometheus_port"),
+                           ("monitoring", "alertmanager_port")):
+            if host in inv.in_group(group) and (host, var) not in mistyped:
+                claims.append((int(_value(inv, host, var)), var, var))
         for port, key, owner in claims:
             if port in used:
                 yield Problem(f"port {port} is already used by {used[port]} on this host", host, key)
             else:
                 used[port] = owner
+
+
+# --- monitoring --------------------------------------------------------------------------------------------
+
+
+def _monitoring(inv: Inventory) -> Iterator[Problem]:
+    """One Prometheus host, one switch for the site, and every LiteLLM instance within Prometheus's reach."""
+    hosts = inv.ordered_group(monitoring.GROUP)
+    for host in hosts[1:]:
+        yield Problem(f"group '{monitoring.GROUP}' may have one host, it has {len(hosts)} ({', '.join(hosts)}): "
+                      "one Prometheus scrapes the whole site", host)
+    gateways = inv.ordered_group("gateway")
+    if gateways:
+        first = gateways[0]
+        wanted = _value(inv, first, "solv_monitoring")
+        for host in inv.hosts:
+            value = _value(inv, host, "solv_monitoring")
+            if host != first and value != wanted:
+                yield Problem(f"solv_monitoring is {value!r} here but {wanted!r} on the first gateway host ({first}), "
+                              "where it is read: it is one switch for the site, set it in group_vars/all",
+                              host, "solv_monitoring")
+    here = monitoring.prometheus_host(inv.ordered_groups, inv.hosts)
+    for host in monitoring.unscrapable_gateways(inv.ordered_groups, inv.hosts):
+        yield Problem(f"Prometheus on {here} cannot reach LiteLLM here: its instances publish no port (set "
+                      "litellm_publish: true on this host, or make it the monitoring host)", host, "litellm_publish")
 
 
 # --- replicas across hosts ---------------------------------------------------------------------------------

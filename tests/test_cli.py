@@ -54,7 +54,7 @@ def test_inventory_init_scaffolds_a_valid_inventory(cli, tmp_path):
 def test_validate_lists_every_host_of_a_small_inventory(cli):
     result = cli("validate", "-i", REPO / "inventories" / "example")
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == "inventory ok: 3 host(s), inference: gpu-a, gpu-b, gateway: gw-1"
+    assert result.output.strip() == "inventory ok: 3 host(s), inference: gpu-a, gpu-b, gateway: gw-1, monitoring: gw-1"
 
 
 def _generated_inventory(tmp_path, inference: int):

@@ -12,6 +12,7 @@ import yaml
 
 from conftest import REPO
 from solv_provision import docs, specs
+from solv_provision.inventory import SOLV_PREFIXES
 
 ROLES = sorted(p for p in (REPO / "roles").iterdir() if p.is_dir())
 
@@ -37,9 +38,11 @@ def test_role_variables_carry_the_role_prefix(role):
     internal = set(yaml.safe_load((role / "vars" / "main.yml").read_text()) or {}) if (role / "vars" / "main.yml").exists() else set()
     assert not {n for n in public if not n.startswith(prefix)}, f"{role.name}: public names without {prefix}"
     assert not {n for n in internal if not n.startswith(f"__{prefix}")}, f"{role.name}: internal names without __{prefix}"
+    # The validator checks (and the inventory loader keeps) exactly the variables with a known prefix.
+    assert prefix in SOLV_PREFIXES, f"{role.name}: {prefix} missing from solv_provision.inventory.SOLV_PREFIXES"
 
 
-SERVICE_ROLES = ["vllm", "litellm", "searxng", "openwebui", "caddy"]
+SERVICE_ROLES = ["vllm", "litellm", "searxng", "openwebui", "caddy", "node_exporter", "prometheus"]
 
 
 @pytest.mark.parametrize("role", SERVICE_ROLES)

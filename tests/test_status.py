@@ -519,3 +519,25 @@ def test_status_playbook_runs_the_module_once_per_host(tmp_path, monkeypatch, se
     doc = document(inventory.load([inv_file]), collected)
     validate(doc)
     assert sorted(p["unit"] for p in doc["problems"]) == ["solv-caddy", "solv-litellm", "solv-openwebui"]  # missing here
+
+
+def test_monitoring_units_are_expected_where_the_rules_put_them(inv, tmp_path):
+    """A node exporter on every host and Prometheus on the monitoring host: missing ones are problems."""
+    from solv_provision import inventory
+    from solv_provision.status import expected_units
+
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"vars": {"solv_monitoring": True}, "children": {
+        "inference": {"hosts": {"gpu-1": {"ansible_host": "192.0.2.11", "vllm_models": [
+            {"name": "qwen-7b", "model": "Qwen/Qwen2.5-7B-Instruct", "gpus": [0], "port": 8001}]}}},
+        "gateway": {"hosts": {"gw-1": {"ansible_host": "192.0.2.10"}}},
+        "registry": {"hosts": {"gw-1": None}}}}}))
+    monitored = inventory.load([tmp_path])
+    assert expected_units(monitored, "gpu-1") == ["solv-vllm-qwen-7b", "solv-node-exporter"]
+    assert expected_units(monitored, "gw-1")[-4:] == ["solv-registry", "solv-node-exporter", "solv-alertmanager",
+                                                      "solv-prometheus"]
+    doc = _doc(monitored, _collected(healthy_reports()))
+    missing = sorted((p["host"], p["unit"]) for p in doc["problems"] if p["kind"] == "missing")
+    assert missing == [("gpu-1", "solv-node-exporter"), ("gw-1", "solv-alertmanager"), ("gw-1", "solv-node-exporter"),
+                       ("gw-1", "solv-prometheus"), ("gw-1", "solv-registry")]
+    # Monitoring off (the good inventory): none of them is expected.
+    assert "solv-node-exporter" not in expected_units(inv, "gpu-1")

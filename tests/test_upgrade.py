@@ -49,10 +49,12 @@ def _upgrade(cli, *args):
 def test_stage_then_inference_then_backup_then_gateway(cli, calls, tmp_path):
     result = _upgrade(cli, "--serial", "2", "--backup-dir", tmp_path / "b")
     assert result.exit_code == 0, result.output
-    assert [c[0] for c in calls.log] == ["site.yml", "inference.yml", "backup", "gateway.yml"]
-    stage, inference, _, gateway = calls.log
-    assert stage[2] == {"solv_stage_images": True} and stage[1] == "registry,vllm,searxng,litellm,openwebui,caddy"
-    assert inference[2] == gateway[2] == {"solv_serial": 2, "solv_max_fail_percentage": 0}
+    # The example inventory monitors: monitoring.yml last, once for both monitoring groups.
+    assert [c[0] for c in calls.log] == ["site.yml", "inference.yml", "backup", "gateway.yml", "monitoring.yml"]
+    stage, inference, _, gateway, monitoring = calls.log
+    assert stage[2] == {"solv_stage_images": True}
+    assert stage[1] == "registry,vllm,searxng,litellm,openwebui,caddy,node_exporter,alertmanager,prometheus"
+    assert inference[2] == gateway[2] == monitoring[2] == {"solv_serial": 2, "solv_max_fail_percentage": 0}
 
 
 def test_a_failed_inference_host_stops_the_rollout_before_any_gateway(cli, calls):

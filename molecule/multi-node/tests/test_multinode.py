@@ -445,7 +445,7 @@ def test_turning_the_firewall_off_removes_its_table_and_unit(phase):
            json.dumps({"solv_firewall": False, "vllm_image_tag": VERSIONS["vllm_standin_next"]}))
     rc, out = _cli("apply", *off)
     assert rc == 0, out[-5000:]
-    assert f"changed {INF2}: Run | firewall unit stopped" in out, out[-5000:]
+    assert f"changed {INF2}: Firewall: unit stopped (its stop deletes the table) | vllm" in out, out[-5000:]
     assert not inf2.file("/etc/systemd/system/solv-firewall-vllm.service").exists
     assert inf2.run("nft list table inet solv_vllm").rc != 0
     rc, again = _cli("apply", *off)

@@ -301,6 +301,15 @@ def solv_cached_probe(host_state, name, image, paths, network):
     }
 
 
+def solv_may_have_unit(reading, unit):
+    """{{ solv_host_reading | default(none) | solv_may_have_unit('solv-prometheus') }}: whether the host may have the
+    unit file <unit>.service. The host's reading (when usable) lists every solv-*.service file; without one, maybe.
+    A role that removes what it no longer runs includes the removal only then (a no-op run skips it in one task)."""
+    if not reading or not reading.get("usable"):
+        return True
+    return unit in reading.get("unit_files", [])
+
+
 def solv_container_actions(state, image, ctx):
     """What container_run.yml has to do for one container, from what container_files.yml found (`state`, an
     entry of solv_container_state): {network (create it), reload (daemon-reload), enable, restart, dry_new (check
@@ -363,6 +372,7 @@ class FilterModule:
             "solv_container_spec": solv_container_spec,
             "solv_arg_lines": solv_arg_lines,
             "solv_cached_probe": solv_cached_probe,
+            "solv_may_have_unit": solv_may_have_unit,
             "solv_container_state": solv_container_state,
             "solv_container_actions": solv_container_actions,
         }
