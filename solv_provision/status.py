@@ -21,7 +21,7 @@ from solv_provision import monitoring, paths, routing
 from solv_provision.inventory import Inventory, has_unresolved
 from solv_provision.services import GROUP_ROLES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PLAYBOOK = "status.yml"
 MODULE = "solv_status"
 VLLM_PREFIX = "solv-vllm-"
@@ -30,9 +30,11 @@ LITELLM = "solv-litellm"
 
 # Problem kinds (docs/status-schema.json lists the same).
 KINDS = ("unreachable", "status_failed", "run_failed", "no_hosts", "missing", "not_active", "not_running",
-         "restarted", "unhealthy", "no_gate", "gpu_error", "models_missing", "models_unknown")
-# Named, but no reason for exit 1: a container systemd restarted and that is healthy now.
-WARNINGS = ("restarted",)
+         "restarted", "unhealthy", "no_gate", "gpu_error", "models_missing", "models_unknown", "alert_critical",
+         "alert_warning")
+# Named, but no reason for exit 1: a container systemd restarted and that is healthy now; an alert of severity
+# warning.
+WARNINGS = ("restarted", "alert_warning")
 
 
 # --- collecting -------------------------------------------------------------------------------------------
@@ -182,7 +184,7 @@ def host_document(inv: Inventory, host: str, outcome: HostOutcome) -> tuple[dict
     groups = [g for g in ("inference", "gateway") if host in inv.in_group(g)]
     doc: dict[str, Any] = {"host": host, "groups": groups, "reachable": not outcome.unreachable,
                            "error": outcome.error, "boot_id": None, "uptime_s": None, "services": [],
-                           "gpus": None, "gpu_error": None, "gateway": None}
+                           "gpus": None, "gpu_error": None, "gateway": None, "alerts": None}
     if outcome.unreachable:
         return doc, [_problem(host, None, "unreachable", f"unreachable: {outcome.error}")]
     if outcome.report is None:
@@ -200,6 +202,9 @@ def host_document(inv: Inventory, host: str, outcome: HostOutcome) -> tuple[dict
             problems += judge_service(host, service)
     if doc["gpu_error"]:
         problems.append(_problem(host, None, "gpu_error", f"nvidia-smi failed: {doc['gpu_error']}"))
+    if rep.get("alerts") is not None:
+        doc["alerts"] = rep["alerts"]
+        problems += judge_alerts(host, rep["alerts"])
     if host in inv.in_group("gateway"):
         doc["gateway"], found = _gateway(host, inv, rep.get("litellm"))
         problems += found
@@ -269,6 +274,19 @@ def exit_code(doc: Mapping[str, Any]) -> int:
     return 0 if doc["ok"] else 1
 
 
+def judge_alerts(host: str, alerts: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Prometheus on `host` (the monitoring host): each firing alert, named on the host it is about."""
+    if alerts.get("error"):
+        return [_problem(host, monitoring.PROMETHEUS, "unhealthy", f"no alerts from Prometheus: {alerts['error']}")]
+    found = []
+    for a in alerts["firing"]:
+        kind = "alert_warning" if a["severity"] == "warning" else "alert_critical"
+        unit = f"{VLLM_PREFIX}{a['instance_name']}" if a["service"] == "vllm" and a["instance_name"] else \
+            a["instance_name"] if a["service"] == "litellm" else None
+        found.append(_problem(a["host"] or host, unit, kind, f"alert {a['name']} ({a['severity']}): {a['summary']}"))
+    return found
+
+
 # --- rendering --------------------------------------------------------------------------------------------
 def duration(seconds: float | None) -> str:
     if seconds is None:
@@ -329,6 +347,10 @@ def render(doc: Mapping[str, Any], console) -> None:
             console.print(f"{escape(h['host'])} LiteLLM serves {served}/{len(gw['expected_models'])} expected "
                           f"model(s)" + (f" (+{len(gw['served_models']) - served} other)"
                                          if len(gw["served_models"]) > served else ""), highlight=False)
+        alerts = h.get("alerts")
+        if alerts and not alerts["error"]:
+            console.print(f"{escape(h['host'])} Prometheus: {len(alerts['firing'])} alert(s) firing, "
+                          f"{alerts['pending']} pending", highlight=False)
     for p in doc["problems"]:
         where = ": ".join(x for x in (p["host"], p["unit"]) if x)
         label = "[bold red]PROBLEM[/]" if p["severity"] == "problem" else "[yellow]WARNING[/]"

@@ -541,3 +541,51 @@ def test_monitoring_units_are_expected_where_the_rules_put_them(inv, tmp_path):
                        ("gw-1", "solv-prometheus"), ("gw-1", "solv-registry")]
     # Monitoring off (the good inventory): none of them is expected.
     assert "solv-node-exporter" not in expected_units(inv, "gpu-1")
+
+
+_ALERTS = {"status": "success", "data": {"alerts": [
+    {"labels": {"alertname": "SolvVllmInstanceNotReady", "severity": "critical", "host": "gpu-1", "service": "vllm",
+                "instance_name": "qwen-7b", "model": "qwen-7b", "instance": "192.0.2.11:8001", "job": "vllm"},
+     "annotations": {"summary": "vLLM instance qwen-7b (qwen-7b) on gpu-1 is not ready"}, "state": "firing",
+     "activeAt": "2025-01-31T11:50:00Z", "value": "0e+00"},
+    {"labels": {"alertname": "SolvGpuTemperatureHigh", "severity": "warning", "host": "gpu-1", "gpu": "0"},
+     "annotations": {"summary": "GPU 0 on gpu-1 is at 90 °C"}, "state": "firing", "activeAt": "2025-01-31T11:55:00Z"},
+    {"labels": {"alertname": "SolvTargetDown", "severity": "critical", "host": "gw-1", "service": "litellm"},
+     "annotations": {"summary": "waiting"}, "state": "pending", "activeAt": "2025-01-31T11:59:00Z"}]}}
+
+
+def test_module_reports_the_alerts_prometheus_has(host, server):
+    """On the monitoring host: Prometheus's firing alerts (what the status shows of them) and how many wait."""
+    server.routes["/-/ready"] = (200, {}, None)
+    server.routes["/api/v1/alerts"] = (200, _ALERTS, None)
+    host.service("solv-prometheus", [{"url": "http://{container_address}:%s/-/ready" % host.url.rsplit(":", 1)[1]}])
+    _, result = host.run()
+    alerts = result["alerts"]
+    assert alerts["error"] is None and alerts["pending"] == 1 and alerts["url"].endswith("/api/v1/alerts")
+    assert [(a["name"], a["severity"], a["host"]) for a in alerts["firing"]] == [
+        ("SolvGpuTemperatureHigh", "warning", "gpu-1"), ("SolvVllmInstanceNotReady", "critical", "gpu-1")]
+    assert alerts["firing"][1] == {"name": "SolvVllmInstanceNotReady", "severity": "critical", "host": "gpu-1",
+                                   "service": "vllm", "instance_name": "qwen-7b", "model": "qwen-7b",
+                                   "summary": "vLLM instance qwen-7b (qwen-7b) on gpu-1 is not ready",
+                                   "active_at": "2025-01-31T11:50:00Z"}
+    server.routes["/api/v1/alerts"] = (503, {"error": "not ready"}, None)
+    _, result = host.run()
+    assert result["alerts"]["firing"] == [] and result["alerts"]["error"].startswith("status 503")
+
+
+def test_a_critical_alert_is_a_problem_on_the_host_it_is_about_a_warning_is_named(inv):
+    from solv_provision.status import exit_code
+
+    reports = healthy_reports()
+    firing = [{"name": "SolvVllmInstanceNotReady", "severity": "critical", "host": "gpu-1", "service": "vllm",
+               "instance_name": "qwen-7b", "model": "qwen-7b", "summary": "not ready", "active_at": None},
+              {"name": "SolvGpuTemperatureHigh", "severity": "warning", "host": "gpu-1", "service": None,
+               "instance_name": None, "model": None, "summary": "hot", "active_at": None}]
+    reports["gw-1"]["alerts"] = {"url": "http://x/api/v1/alerts", "firing": firing, "pending": 0, "error": None}
+    doc = _doc(inv, _collected(reports))
+    alerts = [(p["host"], p["unit"], p["kind"], p["severity"]) for p in doc["problems"] if p["kind"].startswith("alert")]
+    assert alerts == [("gpu-1", "solv-vllm-qwen-7b", "alert_critical", "problem"),
+                      ("gpu-1", None, "alert_warning", "warning")]
+    assert exit_code(doc) == 1
+    reports["gw-1"]["alerts"]["firing"] = firing[1:]  # a warning alone: named, exit 0
+    assert exit_code(_doc(inv, _collected(reports))) == 0

@@ -13,7 +13,8 @@ description:
     (C(<root_dir>/gates/*.json)); reports per unit its systemd state, automatic restarts, uptime, its
     container (image reference and id, start time), whether a rollback generation exists, and the result of
     running its health gate once (short timeouts).
-  - Reports the GPUs from C(nvidia-smi) where it exists, and LiteLLM's model list on a gateway host.
+  - Reports the GPUs from C(nvidia-smi) where it exists, LiteLLM's model list on a gateway host, and the alerts
+    Prometheus has (firing and pending) on the monitoring host (C(solv-prometheus)'s C(/api/v1/alerts)).
   - Changes nothing (check mode safe). Header values and API keys from gates and key files never appear in
     the result.
 options:
@@ -72,6 +73,11 @@ gpu_error:
 litellm:
   description: "{url, models (null when unknown), error}; null on a host without LiteLLM."
   type: dict
+alerts:
+  description:
+    - "{url, firing: [{name, severity, host, service, instance_name, model, summary, active_at}], pending (how
+      many wait for their C(for)), error}; null on a host without Prometheus."
+  type: dict
 """
 
 import glob
@@ -87,6 +93,9 @@ from ansible.module_utils.solv_gate import (address_on, check, is_model_list, mo
 
 _UNIT_PROPS = "Id,LoadState,ActiveState,SubState,NRestarts,ActiveEnterTimestampMonotonic"
 LITELLM = "solv-litellm"
+PROMETHEUS = "solv-prometheus"
+# What the status of an alert shows of its labels.
+ALERT_LABELS = ("host", "service", "instance_name", "model")
 
 
 # --- what is on the host ------------------------------------------------------------------------------------
@@ -255,10 +264,39 @@ def status(run, p, nvidia_smi=None):
     if p.get("litellm") or LITELLM in names:
         litellm = litellm_models(p.get("litellm"), gates.get(LITELLM), healths.get(LITELLM, (None, {}))[1],
                                  p["timeout"], secrets)
+    alerts = None
+    if PROMETHEUS in names:
+        alerts = prometheus_alerts(gates.get(PROMETHEUS), found[PROMETHEUS], p["timeout"])
     gpu_list, gpu_error = gpus(run, nvidia_smi)
     report = {"boot_id": _read("/proc/sys/kernel/random/boot_id"), "uptime_s": host_uptime(), "units": units,
-              "gpus": gpu_list, "gpu_error": gpu_error, "litellm": litellm}
+              "gpus": gpu_list, "gpu_error": gpu_error, "litellm": litellm, "alerts": alerts}
     return report, secrets
+
+
+def prometheus_alerts(gate, container, timeout):
+    """Prometheus's /api/v1/alerts, on the address its health gate checks -> {url, firing, pending, error}; None
+    while its container is not running."""
+    ready = next((c["url"] for c in (gate or {}).get("checks", []) if c["url"].endswith("/-/ready")), None)
+    if ready is None:
+        return {"url": None, "firing": [], "pending": 0, "error": "no /-/ready check in the solv-prometheus gate"}
+    url = ready[: -len("/-/ready")] + "/api/v1/alerts"
+    if not container["running"]:
+        return None  # its unit's state says why
+    address = address_on(container.get("_networks"), (gate or {}).get("network") or container["network"])
+    ok, _, detail, body = check({"url": url, "models": []}, address, timeout)
+    try:
+        alerts = json.loads(body)["data"]["alerts"] if ok else None
+    except (ValueError, KeyError, TypeError):
+        alerts, detail = None, "response is not Prometheus's alert list"
+    if alerts is None:
+        return {"url": url, "firing": [], "pending": 0, "error": detail}
+    firing = [{"name": a["labels"].get("alertname", ""), "severity": a["labels"].get("severity", ""),
+               **{k: a["labels"].get(k) for k in ALERT_LABELS},
+               "summary": (a.get("annotations") or {}).get("summary", ""), "active_at": a.get("activeAt")}
+              for a in alerts if a.get("state") == "firing"]
+    pending = sum(1 for a in alerts if a.get("state") == "pending")
+    return {"url": url, "firing": sorted(firing, key=lambda a: (a["name"], str(a["host"]))), "pending": pending,
+            "error": None}
 
 
 def litellm_models(param, gate, seen, timeout, secrets):
