@@ -56,17 +56,20 @@ def monitored_hosts(groups: Groups, hostvars: HostVars) -> list[str]:
     return list(seen)
 
 
-def groups_with_monitoring(groups: Groups, hostvars: HostVars) -> dict[str, list[str]]:
-    """The inventory's groups with `monitoring` (the Prometheus host) and `solv_monitored` (the node exporters'
-    hosts) as these rules make them. solv_provision.inventory adds both on load, so every verb sees the hosts the
-    roles pick with the same rules (the playbooks visit every host of the service groups; each role asks
-    `solv_monitoring_groups` whether it runs there)."""
-    out = {name: list(members) for name, members in groups.items()}
+def computed_groups(groups: Groups, hostvars: HostVars) -> dict[str, list[str]]:
+    """`monitoring` (the Prometheus host) and `solv_monitored` (the node exporters' hosts) as these rules make
+    them. The roles ask this per host (filter `solv_monitoring_groups`): it reads the service groups only."""
     host = prometheus_host(groups, hostvars)
     # The inventory's own group stays as written (validate refuses a second host).
-    out[GROUP] = list(groups.get(GROUP) or []) or ([host] if host else [])
-    out[MONITORED] = monitored_hosts(groups, hostvars)
-    return out
+    return {GROUP: list(groups.get(GROUP) or []) or ([host] if host else []),
+            MONITORED: monitored_hosts(groups, hostvars)}
+
+
+def groups_with_monitoring(groups: Groups, hostvars: HostVars) -> dict[str, list[str]]:
+    """The inventory's groups with the two computed ones. solv_provision.inventory adds both on load, so every verb
+    sees the hosts the roles pick with the same rules (the playbooks visit every host of the service groups; each
+    role asks whether it runs there)."""
+    return {**{name: list(members) for name, members in groups.items()}, **computed_groups(groups, hostvars)}
 
 
 def _var(hv: Mapping[str, Any], name: str) -> Any:

@@ -16,8 +16,7 @@ except ImportError:  # plain ansible-playbook from a checkout, package not insta
 def solv_monitoring_groups(hostvars, groups):
     """{{ hostvars | solv_monitoring_groups(groups) }} -> {monitoring: [the Prometheus host] or [],
     solv_monitored: [the hosts that run a node exporter]}"""
-    out = monitoring.groups_with_monitoring(groups, hostvars)
-    return {name: out[name] for name in (monitoring.GROUP, monitoring.MONITORED)}
+    return monitoring.computed_groups(groups, hostvars)
 
 
 def solv_prometheus_scrape(hostvars, groups):
