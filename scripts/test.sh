@@ -20,5 +20,12 @@ yamllint -s .
 ansible-lint --offline -q
 
 echo "== pytest"
-pytest -ra --durations=15 "$@"
+if [ $# -gt 0 ]; then
+    pytest -ra --durations=15 "$@"
+else
+    # The Python side on every core (a test file stays on one worker: its fixtures are shared), then the Molecule
+    # scenarios one at a time (each takes the machine's cores, and they share the lab's images).
+    pytest -ra --durations=15 -m "not molecule" -n auto --dist loadfile
+    pytest -ra --durations=15 -m molecule
+fi
 echo "test.sh: done in $((SECONDS - t0)) s"
