@@ -116,12 +116,13 @@ def catalogue() -> list[Image]:
         Image("registry", v["registry"], "registry", suite="bookworm", build_args=(("VERSION", v["registry"]),),
               archive=True),
         Image("redis", v["redis"], "redis", suite="bookworm", build_args=(("VERSION", v["redis"]),), archive=True),
-        Image("prometheus", v["prometheus"], "prometheus", suite="bookworm", build_args=(("VERSION", v["prometheus"]),),
+        # One debootstrap for the three: they share its layer (in the registry and on a host running two of them).
+        Image("monitoring-base", "debian12", "monitoring-base", suite="bookworm"),
+        Image("prometheus", v["prometheus"], "prometheus", build_args=(("VERSION", v["prometheus"]),), archive=True),
+        Image("node-exporter", v["node_exporter"], "node-exporter", build_args=(("VERSION", v["node_exporter"]),),
               archive=True),
-        Image("node-exporter", v["node_exporter"], "node-exporter", suite="bookworm",
-              build_args=(("VERSION", v["node_exporter"]),), archive=True),
-        Image("alertmanager", v["alertmanager"], "alertmanager", suite="bookworm",
-              build_args=(("VERSION", v["alertmanager"]),), archive=True),
+        Image("alertmanager", v["alertmanager"], "alertmanager", build_args=(("VERSION", v["alertmanager"]),),
+              archive=True),
         _next_release("litellm", v["litellm"]),
         _next_release("open-webui", v["open_webui"]),
     ]
@@ -235,8 +236,9 @@ def build_lock() -> Iterator[None]:
 # --- the steps -----------------------------------------------------------------------------
 
 
-def _packages(recipe: Path) -> list[str]:
-    lines = (recipe / "packages").read_text().splitlines()
+def _listed(path: Path) -> list[str]:
+    """The lines of a recipe's list file (packages, prune), without comments; none when it is absent."""
+    lines = path.read_text().splitlines() if path.is_file() else []
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
@@ -247,7 +249,7 @@ def _import_rootfs(img: Image, work: Path, log: Path) -> str:
     rootfs = work / "rootfs"
     debs = paths.cache_dir() / "debootstrap" / img.suite
     debs.mkdir(parents=True, exist_ok=True)
-    include = ",".join(_packages(images_dir() / img.recipe))
+    include = ",".join(_listed(images_dir() / img.recipe / "packages"))
     _run_logged(
         ["debootstrap", "--variant=minbase", f"--include={include}", f"--cache-dir={debs}",
          img.suite, str(rootfs), _MIRROR],
@@ -255,6 +257,8 @@ def _import_rootfs(img: Image, work: Path, log: Path) -> str:
     )
     for deb in (rootfs / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
+    for path in _listed(images_dir() / img.recipe / "prune"):  # what the image does not need
+        shutil.rmtree(rootfs / path)
     tmp_ref = f"{REPO}/rootfs-tmp:{img.name}-{img.tag}"
     tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
     try:

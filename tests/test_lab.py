@@ -65,8 +65,15 @@ def test_recipe_hash_follows_sources_and_parents(tmp_path, monkeypatch):
     with (tmp_path / "lab/images/base/packages").open("a") as fh:
         fh.write("less\n")
     changed = {ref for ref, h in hashes().items() if h != after[ref]}
-    # Every image built FROM base (the others are their own debootstrap: host, caddy).
-    assert changed == {i.ref for i in lab_images.catalogue() if i.name == "base" or not i.suite}
+    # base and every image built FROM it, directly or not (the others descend from their own debootstrap).
+    def descends_from_base(ref: str | None) -> bool:
+        while ref and ref != "solv-lab/base:debian12":
+            ref = lab_images.parent_ref(next(i for i in lab_images.catalogue() if i.ref == ref))
+        return ref is not None
+
+    assert changed == {i.ref for i in lab_images.catalogue() if descends_from_base(i.ref)}
+    assert f"solv-lab/litellm:{v['litellm']}-next" in changed
+    assert f"solv-lab/prometheus:{v['prometheus']}" not in changed  # FROM the monitoring rootfs
 
 
 def test_select_adds_parents_in_order():
