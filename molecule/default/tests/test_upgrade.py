@@ -5,7 +5,7 @@
   afterwards. An `apply` without the change puts the inventory's state back.
 - LiteLLM and Open WebUI upgraded to newer images (the lab's -next releases): a user and a chat made through
   Open WebUI's API before are the same rows, byte for byte, after; the backup taken before holds them too and
-  matches its checksum. Last in this file: the gateway stays on the -next images (the scenario ends after
+  matches its checksum. The new images' archives reach the host without the layers it has. Last in this file: the gateway stays on the -next images (the scenario ends after
   the side effect, which touches vLLM and LiteLLM's config only).
 - `check` after a hand edit of a config file on the host shows that file's diff and exits 3.
 """
@@ -29,12 +29,25 @@ VLLM = ["solv-vllm-qwen-0.5b", "solv-vllm-llama-1b", "solv-vllm-bge-small"]
 GATEWAY = ["solv-searxng", "solv-litellm", "solv-openwebui"]
 
 
-def _cli(*args):
+def _cli(*args, state_dir=None):
+    """solv-provision VERB -i INVENTORY ARGS...; state_dir: where its runs' artifacts are kept (XDG_STATE_HOME)."""
     cli = Path(sys.executable).parent / "solv-provision"
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    env = {**os.environ, **({"XDG_STATE_HOME": str(state_dir)} if state_dir else {})}
     run = subprocess.run([str(cli), args[0], "-i", str(inventory), *args[1:]], capture_output=True, text=True,
-                         timeout=1200, check=False)
+                         timeout=1200, check=False, env=env)
     return run, run.stdout + run.stderr
+
+
+def _images_copied(state_dir):
+    """{image: solv_image_copy's result} of the runs whose artifacts are under state_dir."""
+    copied = {}
+    for path in state_dir.rglob("job_events/*.json"):
+        event = json.loads(path.read_text())
+        data = event.get("event_data", {})
+        if event.get("event") == "runner_on_ok" and data.get("task_action", "").endswith("solv_image_copy"):
+            copied[data["task"].rsplit("| ", 1)[1]] = data["res"]
+    return copied
 
 
 def _started(host, name):
@@ -123,9 +136,15 @@ def test_gateway_upgrade_to_newer_images_keeps_users_and_chats(host, address, en
     started = {n: _started(host, n) for n in VLLM + GATEWAY}
 
     new = {"litellm_image_tag": f"{VERSIONS['litellm']}-next", "openwebui_image_tag": f"{VERSIONS['open_webui']}-next"}
-    run, output = _cli("upgrade", "--backup-dir", str(tmp_path), "-e", json.dumps(new))
+    run, output = _cli("upgrade", "--backup-dir", str(tmp_path), "-e", json.dumps(new), state_dir=tmp_path / "state")
     assert run.returncode == 0, output[-5000:]
     assert inspect(host, "solv-litellm")["Config"]["Image"] == f"solv-lab/litellm:{new['litellm_image_tag']}"
+    # The new releases differ from the running ones in their config only: their archives reached the host without
+    # a layer (Open WebUI's is 3 GB whole).
+    copied = _images_copied(tmp_path / "state")
+    for image in (f"solv-lab/litellm:{new['litellm_image_tag']}", f"solv-lab/open-webui:{new['openwebui_image_tag']}"):
+        assert copied[image]["layers_left_out"] == copied[image]["layers"] > 0, (image, copied.get(image))
+        assert copied[image]["bytes"] < 1_000_000, (image, copied[image])
     assert inspect(host, "solv-openwebui")["Config"]["Image"] == f"solv-lab/open-webui:{new['openwebui_image_tag']}"
     assert {n: _started(host, n) != started[n] for n in VLLM + GATEWAY} == \
         {**{n: False for n in VLLM + GATEWAY}, "solv-litellm": True, "solv-openwebui": True}
