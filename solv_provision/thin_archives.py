@@ -46,7 +46,7 @@ def layers_on_host(held: ArchiveImage, host_layers: Iterable[list[str]]) -> int:
 
 def write_without_layers(archive: str, held: ArchiveImage, k: int, dest: str) -> int:
     """Write to dest the archive without the files of the image's first k layers; returns the bytes written.
-    A layer file another kept entry also names (an archive of several images sharing it) is kept."""
+    A file the image names again above its first k layers (the same layer twice) is kept."""
     left_out = {b.member for b in held.layers[:k]} - {b.member for b in held.layers[k:]}
     try:
         with tarfile.open(archive, "r:") as src, tarfile.open(dest, "w:", format=tarfile.PAX_FORMAT) as out:

@@ -5,8 +5,9 @@
   afterwards. An `apply` without the change puts the inventory's state back.
 - LiteLLM and Open WebUI upgraded to newer images (the lab's -next releases): a user and a chat made through
   Open WebUI's API before are the same rows, byte for byte, after; the backup taken before holds them too and
-  matches its checksum. The new images' archives reach the host without the layers it has. Last in this file: the gateway stays on the -next images (the scenario ends after
-  the side effect, which touches vLLM and LiteLLM's config only).
+  matches its checksum. The new images' archives reach the host without the layers it has. Last in this file:
+  the gateway stays on the -next images (the scenario ends after the side effect, which touches vLLM and
+  LiteLLM's config only).
 - `check` after a hand edit of a config file on the host shows that file's diff and exits 3.
 """
 
