@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,35 @@ def test_no_environment_value_in_the_docker_run_arguments():
     assert args[args.index("--entrypoint") + 1] == "/bin/sh"
     tail = args[args.index("demo:1"):]
     assert tail == ["demo:1", "-c", filters.ENV_WRAPPER, "solv-env", "/entry.sh", "serve", "--port", "80"]
+
+
+def test_docker_s_init_is_pid_1_except_in_the_host_s_pid_namespace():
+    args = filters.solv_container_spec(params())["run_args"]
+    assert "--init" in args[:args.index("--entrypoint")]
+    host_pid = filters.solv_container_spec(params(docker_args=["--pid=host"]))["run_args"]
+    assert "--init" not in host_pid
+
+
+@pytest.mark.docker
+def test_a_stop_reaches_a_program_that_has_no_signal_handler(tmp_path):
+    """Python without a SIGTERM handler, as a service still importing: as PID 1 it would ignore the stop's SIGTERM
+    and docker stop would wait its whole timeout; under Docker's init it ends at once."""
+    image = "solv-lab/base:debian12"
+    if subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False).returncode != 0:
+        pytest.skip(f"needs Docker and {image} (solv-provision lab images --only base)")
+    name = f"solv-test-init-{tmp_path.name[-12:]}"
+    spec = filters.solv_container_spec(params(name=name, image=image, root_dir=str(tmp_path), entrypoint="python3",
+                                              command=["-c", "import time; time.sleep(120)"]))
+    env = spec["files"][0]
+    Path(env["path"]).parent.mkdir(parents=True)
+    Path(env["path"]).write_text(env["content"])
+    subprocess.run(["docker", "run", "-d", *spec["run_args"]], check=True, capture_output=True)
+    try:
+        start = time.monotonic()
+        subprocess.run(["docker", "stop", "--time", "30", name], check=True, capture_output=True)
+        assert time.monotonic() - start < 10
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
 
 @pytest.mark.parametrize(

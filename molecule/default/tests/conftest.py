@@ -67,7 +67,10 @@ def env_file(host, path):
 def _main_pid(host, name):
     # Read from the host's side: `docker exec` into a container of a non-root user fails on these nested test
     # hosts ("error executing setns process"), and /proc of the host shows every container's processes.
-    return int(host.check_output("docker inspect --format '{{.State.Pid}}' %s", name))
+    # The container's PID 1 is Docker's init (solv_common runs every container with --init): the service is its child.
+    init = int(host.check_output("docker inspect --format '{{.State.Pid}}' %s", name))
+    [child] = host.file(f"/proc/{init}/task/{init}/children").content_string.split()
+    return int(child)
 
 
 def process_env(host, name):

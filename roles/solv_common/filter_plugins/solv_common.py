@@ -75,6 +75,11 @@ def solv_container_run_args(spec):
     equal specs give equal units.
     """
     args = ["--rm", "--name", spec["name"]]
+    # Docker's init (tini) as PID 1 passes signals on, so a stop reaches the service at once even while it starts: a
+    # program that is PID 1 ignores SIGTERM until it installs a handler (LiteLLM's imports took a stop to its whole
+    # timeout, 30 s). Not in the host's PID namespace, where nothing of the container is PID 1.
+    if "--pid=host" not in (spec.get("docker_args") or []):
+        args.append("--init")
     for key, value in sorted((spec.get("labels") or {}).items()):
         args += ["--label", f"{key}={value}"]
     if spec.get("user"):
