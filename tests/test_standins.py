@@ -178,6 +178,28 @@ def test_vllm_metrics_count_requests(vllm):
     assert successes() == before + 1
 
 
+def test_vllm_metrics_are_vllm_s_families_with_a_time_to_first_token_histogram(vllm):
+    def metrics() -> dict[str, float]:
+        text = vllm.request("GET", "/metrics")[1].decode()
+        return {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln and ln[0] != "#"}
+
+    label = 'model_name="qwen-0.5b",engine="0"'
+    before = metrics()
+    vllm.request("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "time me"}]}, key=KEY)
+    after = metrics()
+    ttft = "vllm:time_to_first_token_seconds"
+    assert after[f"{ttft}_count{{{label}}}"] == before[f"{ttft}_count{{{label}}}"] + 1
+    assert after[f'{ttft}_bucket{{{label},le="+Inf"}}'] == after[f"{ttft}_count{{{label}}}"]
+    assert after[f'{ttft}_bucket{{{label},le="2560.0"}}'] == after[f"{ttft}_count{{{label}}}"]  # vLLM's last bucket
+    assert after[f"vllm:e2e_request_latency_seconds_count{{{label}}}"] >= 1
+    assert after[f"vllm:num_requests_running{{{label}}}"] == 0  # none in flight once answered
+    assert f"vllm:kv_cache_usage_perc{{{label}}}" in after
+    # Each family's samples together, after its TYPE line (Prometheus's text format).
+    text = vllm.request("GET", "/metrics")[1].decode()
+    families = [ln.split()[2] for ln in text.splitlines() if ln.startswith("# TYPE ")]
+    assert len(families) == len(set(families))
+
+
 def test_vllm_keepalive_is_not_delayed(vllm):
     # Without TCP_NODELAY each keep-alive response waits ~40 ms (Nagle + delayed ACK): 20 take >= 0.8 s.
     conn = http.client.HTTPConnection("127.0.0.1", vllm.port, timeout=10)

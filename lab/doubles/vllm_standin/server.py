@@ -47,8 +47,34 @@ class Server(ThreadingHTTPServer):
         return conn, addr
 
 
+# vLLM's histogram buckets (vllm/v1/metrics/loggers.py), in seconds.
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+                40.0, 80.0, 160.0, 640.0, 2560.0)
+E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0,
+               960.0, 1920.0, 7680.0)
+
+
+class Histogram:
+    """A Prometheus histogram: cumulative bucket counts, sum and count."""
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets, self.counts, self.sum, self.count = buckets, [0] * len(buckets), 0.0, 0
+
+    def observe(self, value: float) -> None:
+        for i, bound in enumerate(self.buckets):
+            if value <= bound:
+                self.counts[i] += 1
+        self.sum += value
+        self.count += 1
+
+    def samples(self, name: str, label: str) -> list[str]:
+        out = [f'{name}_bucket{{{label},le="{b}"}} {c}' for b, c in zip(self.buckets, self.counts)]
+        return out + [f'{name}_bucket{{{label},le="+Inf"}} {self.count}', f"{name}_sum{{{label}}} {self.sum}",
+                      f"{name}_count{{{label}}} {self.count}"]
+
+
 class State:
-    """What the handler needs: parsed args, identity and counters for /metrics."""
+    """What the handler needs: parsed args, identity and what /metrics reports."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -60,12 +86,28 @@ class State:
         self.success = 0
         self.prompt_tokens = 0
         self.generation_tokens = 0
+        self.running = 0
+        self.ttft = Histogram(TTFT_BUCKETS)
+        self.e2e = Histogram(E2E_BUCKETS)
 
     def count(self, prompt: int, generated: int) -> None:
         with self.lock:
             self.success += 1
             self.prompt_tokens += prompt
             self.generation_tokens += generated
+
+    def started(self) -> None:
+        with self.lock:
+            self.running += 1
+
+    def first_token(self, seconds: float) -> None:
+        with self.lock:
+            self.ttft.observe(seconds)
+
+    def finished(self, seconds: float) -> None:
+        with self.lock:
+            self.running -= 1
+            self.e2e.observe(seconds)
 
 
 def _words(text: str) -> int:
@@ -205,6 +247,20 @@ class Handler(BaseHTTPRequestHandler):
         return f"[{model}@{self.state.identity}:{port} v{self.state.version}] echo: {prompt}"
 
     def _complete(self, chat: bool, model: str, body: dict) -> None:
+        start, done = time.monotonic(), []
+
+        def finished() -> None:  # once: before the answer's last bytes go out (a client then sees it done), or on error
+            if not done:
+                done.append(True)
+                self.state.finished(time.monotonic() - start)
+
+        self.state.started()
+        try:
+            self._generate(chat, model, body, start, finished)
+        finally:
+            finished()
+
+    def _generate(self, chat: bool, model: str, body: dict, start: float, finished) -> None:
         prompt = _prompt_text(body)
         text = self._answer(model, prompt)
         usage = {"prompt_tokens": _words(prompt), "completion_tokens": _words(text)}
@@ -212,9 +268,10 @@ class Handler(BaseHTTPRequestHandler):
         self.state.count(usage["prompt_tokens"], usage["completion_tokens"])
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         base = {"id": rid, "created": int(time.time()), "model": model}
+        self.state.first_token(time.monotonic() - start)  # the whole answer is ready at once
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            self._stream(chat, base, text, usage if include_usage else None)
+            self._stream(chat, base, text, usage if include_usage else None, finished)
             return
         if chat:
             choice = {"index": 0, "message": {"role": "assistant", "content": text},
@@ -223,9 +280,10 @@ class Handler(BaseHTTPRequestHandler):
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}
             obj = {**base, "object": "text_completion", "choices": [choice], "usage": usage}
+        finished()
         self._json(HTTPStatus.OK, obj)
 
-    def _stream(self, chat: bool, base: dict, text: str, usage: dict | None) -> None:
+    def _stream(self, chat: bool, base: dict, text: str, usage: dict | None, finished) -> None:
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -246,6 +304,7 @@ class Handler(BaseHTTPRequestHandler):
             self._event({**base, "object": kind, "choices": [choice]})
         if usage is not None:
             self._event({**base, "object": kind, "choices": [], "usage": usage})
+        finished()
         self._chunk(b"data: [DONE]\n\n")
         self._chunk(b"")
         self.wfile.flush()
@@ -254,23 +313,36 @@ class Handler(BaseHTTPRequestHandler):
         self._chunk(b"data: " + json.dumps(obj).encode() + b"\n\n")
 
     def _metrics(self) -> str:
+        """vLLM's metric families (v1 engine names; label model_name, engine), each family's samples together."""
         s = self.state
-        lines = []
-        for name in s.names:
-            label = f'model_name="{name}"'
-            lines += [
-                f"vllm:num_requests_running{{{label}}} 0",
-                f"vllm:num_requests_waiting{{{label}}} 0",
-                f"vllm:gpu_cache_usage_perc{{{label}}} 0.0",
-                f'vllm:request_success_total{{finished_reason="stop",{label}}} {s.success}',
-                f"vllm:prompt_tokens_total{{{label}}} {s.prompt_tokens}",
-                f"vllm:generation_tokens_total{{{label}}} {s.generation_tokens}",
+        labels = [f'model_name="{name}",engine="0"' for name in s.names]
+        with s.lock:
+            families = [
+                ("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.",
+                 [f"{{{lb}}} {s.running}" for lb in labels]),
+                ("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.",
+                 [f"{{{lb}}} 0" for lb in labels]),
+                ("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.",
+                 [f"{{{lb}}} 0.0" for lb in labels]),
+                ("vllm:request_success_total", "counter", "Count of successfully processed requests.",
+                 [f'{{finished_reason="stop",{lb}}} {s.success}' for lb in labels]),
+                ("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.",
+                 [f"{{{lb}}} {s.prompt_tokens}" for lb in labels]),
+                ("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.",
+                 [f"{{{lb}}} {s.generation_tokens}" for lb in labels]),
             ]
-        header = [
-            "# HELP vllm:request_success_total Count of successfully processed requests.",
-            "# TYPE vllm:request_success_total counter",
-        ]
-        return "\n".join(header + lines) + "\n"
+            histograms = [
+                ("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", s.ttft),
+                ("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", s.e2e),
+            ]
+            lines = []
+            for name, kind, help_text, samples in families:
+                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"] + [name + x for x in samples]
+            for name, help_text, histogram in histograms:
+                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+                for lb in labels:
+                    lines += histogram.samples(name, lb)
+        return "\n".join(lines) + "\n"
 
 
 def serve(args: argparse.Namespace) -> int:
