@@ -242,6 +242,31 @@ def status(inventories, vault_password_file, limit, as_json, watch):
 @main.command()
 @inventory_option
 @vault_option
+@click.option("--url", metavar="URL", help="Prometheus's address, e.g. http://127.0.0.1:9090 through an SSH tunnel "
+              "(default: where the inventory publishes it on the monitoring host).")
+@click.option("--once", is_flag=True, help="Print the view once and exit.")
+@click.option("--interval", type=click.FloatRange(min=0.5), default=2.0, show_default=True, metavar="SECONDS",
+              help="Refresh every SECONDS.")
+@no_traceback
+def top(inventories, vault_password_file, url, once, interval):
+    """Live view from Prometheus: per model requests, requests/s, running and waiting requests, time to first token
+    (p50, p95) and tokens/s; per GPU memory and utilisation; per team requests and spend. Read-only.
+    Exit 0, 1 when Prometheus cannot be asked, 2 invalid inventory or usage.
+    """
+    inv = load_and_validate(inventories, vault_password_file, quiet=True)
+    from rich.console import Console
+
+    from solv_provision import top as top_mod
+
+    try:
+        sys.exit(top_mod.main(inv, url=url, once=once, interval=interval, console=Console()))
+    except top_mod.TopError as exc:
+        fail(str(exc), code=1)
+
+
+@main.command()
+@inventory_option
+@vault_option
 @click.option("-o", "--output", default="solv-backups", show_default=True, type=click.Path(file_okay=False),
               help="Folder on this machine; each backup goes to OUTPUT/<host>/<stamp>/.")
 @click.option("-l", "--limit", help="Limit to these gateway hosts (Ansible pattern).")

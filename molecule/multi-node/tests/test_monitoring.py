@@ -1,14 +1,19 @@
 """Monitoring on three hosts: Prometheus on the gateway host (solv_monitoring, no `monitoring` group) scrapes every
 target the inventory implies, each `up`; LiteLLM's metrics want the key and count requests; the node exporters see
 their hosts; a stopped vLLM unit fires its alert within the rule's `for` and a few scrape intervals, and
-Alertmanager posts it to the inventory's webhook.
+Alertmanager posts it to the inventory's webhook; `solv-provision top --once`, run on the controller as operators
+do, prints a row per model with the requests it served.
 
 Runs in both verify phases (the side effect removes the instance `solo`: Prometheus must stop scraping it)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -71,6 +76,41 @@ def test_litellm_metrics_want_the_key_and_count_requests(host, prometheus, base,
             break
         time.sleep(1)
     assert now and float(now[0]["value"][1]) > count
+
+
+def _top_rows():
+    """`solv-provision top --once` against this scenario's inventory: (exit code, {first cell: other cells}, output)."""
+    cli = Path(sys.executable).parent / "solv-provision"
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    run = subprocess.run([str(cli), "top", "-i", str(inventory), "--once"], capture_output=True, text=True,
+                         timeout=120, check=False, env={**os.environ, "COLUMNS": "160"})
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.split("│")[1:-1]]
+                                              for line in run.stdout.splitlines() if line.startswith("│"))}
+    return run.returncode, rows, run.stdout + run.stderr
+
+
+def test_top_once_prints_a_row_per_model_with_the_requests_it_served(host, base, master_key, phase):
+    """After two requests for each model through LiteLLM, each model's row counts them and has a time to first
+    token (from vLLM's histogram, scraped every 2 s here)."""
+    if phase != "full":
+        pytest.skip("runs once: a request for limited-model would count against the limit test's minute")
+    models = ["limited-model", "shared-model", "solo-model"]
+    for model in models:
+        for _ in range(2):
+            answer = http(host, "POST", f"{base}/v1/chat/completions", master_key,
+                          {"model": model, "messages": [{"role": "user", "content": "top"}], "max_tokens": 4})
+            assert answer["status"] == 200, answer
+    deadline = time.monotonic() + 30
+    while True:
+        rc, rows, output = _top_rows()
+        # model | requests | req/s | running | waiting | TTFT p50 | TTFT p95 | tokens/s
+        ready = rc == 0 and all(m in rows and rows[m][0] not in ("-", "0") and rows[m][4].endswith("ms")
+                                for m in models)
+        if ready or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert ready, output
+    assert sorted(m for m in rows if m.endswith("-model")) == models, output
 
 
 def test_the_node_exporters_see_their_hosts_network_and_disk(host, prometheus, hostvars):
