@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO
 
 # Cheapest first: a broken base shows up before the long stack scenarios run.
-SCENARIOS = ["lab-host", "gpu-base", "default", "multi-node"]
+SCENARIOS = ["gpu-base", "default", "multi-node"]
 TIMEOUT_S = 1800
 
 

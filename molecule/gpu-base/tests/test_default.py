@@ -1,10 +1,18 @@
-"""Verifier of molecule/gpu-base: a real dockerd inside a GPU-less Debian 12 lab host."""
+"""Verifier of molecule/gpu-base: a real dockerd inside a GPU-less Debian 12 lab host, systemd as its init, and a
+lab image loaded into it from the controller's tarball (the lab's air-gapped image path)."""
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 
 DAEMON_JSON = "/etc/docker/daemon.json"
+ROOT = Path(__file__).resolve().parents[3]
+VERSION = yaml.safe_load((ROOT / "lab/images/versions.yml").read_text())["vllm_standin"]
+IMAGE = f"solv-lab/vllm-standin:{VERSION}"
+LABEL = '{{ index .Config.Labels "org.solv-lab.recipe-hash" }}'
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +27,17 @@ def test_docker_runs_and_starts_at_boot(host):
     assert docker.is_running
     assert docker.is_enabled
     assert host.package("docker.io").is_installed  # container_engine_source: distro
+
+
+def test_systemd_booted(host):
+    assert host.run("systemctl is-system-running").stdout.strip() in ("running", "degraded")
+
+
+def test_the_lab_image_in_the_host_is_the_controllers(host):
+    inner = host.check_output(f"docker image inspect --format '{LABEL}' {IMAGE}")
+    outer = subprocess.run(["docker", "image", "inspect", "--format", LABEL, IMAGE],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert inner == outer != ""
 
 
 def test_foreign_keys_survive_the_merge(daemon):
