@@ -13,7 +13,7 @@ echo "== lab images the tests use (cached; rebuilt only when a recipe changed)"
 # host:debian13 is for the lab only (no scenario runs on it): `solv-provision lab images` builds every image.
 solv-provision lab images --only host:debian12 --only vllm-standin --only searxng-standin --only litellm \
     --only open-webui --only caddy --only registry --only redis --only prometheus --only node-exporter \
-    --only alertmanager
+    --only alertmanager --only blackbox-exporter --only dcgm-exporter-standin
 
 echo "== yamllint + ansible-lint (production profile)"
 yamllint -s .

@@ -1,11 +1,13 @@
-"""`solv-provision backup` and `restore`: one solv_backup call per gateway host (playbooks/backup.yml,
-playbooks/restore.yml), the controller's half around it: folders, checksums, the secret parts' encryption,
+"""`solv-provision backup` and `restore`: one solv_backup call per gateway and monitoring host
+(playbooks/backup.yml, playbooks/restore.yml), the controller's half around it: folders, checksums, the secret parts' encryption,
 retention, and what is printed.
 
 Layout on the controller: <DIR>/<host>/<stamp>/ (0700) with one <part>.tar.gz per part (0600) and manifest.json,
 written last: a folder without one is not a backup. Parts: `openwebui` (Open WebUI's data directory, its SQLite
 databases copied online), `secrets` (<root>/secrets) and `caddy` (the entry point's private CA and certificates),
-both encrypted with the vault password when one is given, else owner-only. A further part (LiteLLM's database)
+both encrypted with the vault password when one is given, else owner-only, `prometheus` (the monitoring host's
+metrics: its blocks, write-ahead log and head chunks as they were at one moment, Prometheus running) and `grafana`
+(Grafana's data directory: its SQLite database copied online, users and their own dashboards). A further part (LiteLLM's database)
 is one more entry in the module's PARTS and in PARTS here.
 """
 
@@ -35,7 +37,8 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 STAMP = re.compile(r"^\d{8}T\d{6}Z$")
 # Part -> the unit it belongs to (None: files only). Restored by default: every part except the secret ones.
-PARTS = {"openwebui": "solv-openwebui", "secrets": None, "caddy": "solv-caddy"}
+PARTS = {"openwebui": "solv-openwebui", "secrets": None, "caddy": "solv-caddy", "prometheus": "solv-prometheus",
+         "grafana": "solv-grafana"}
 SECRETS = "secrets"
 # Parts holding keys (the secrets directory, the entry point's private CA): encrypted with the vault password,
 # restored only with --with-secrets.
@@ -43,6 +46,9 @@ SECRET_PARTS = (SECRETS, "caddy")
 VAULT_SUFFIX = ".vault"
 DEFAULT_KEEP = 7
 DEFAULT_OUTPUT = "solv-backups"  # relative to the current folder
+# The groups whose hosts hold data, and the parts each group's hosts have (Grafana's only where it runs).
+GROUP_PARTS = {"gateway": ("openwebui", "secrets", "caddy"), "monitoring": ("prometheus", "grafana")}
+DATA_GROUPS = tuple(GROUP_PARTS)
 
 
 # --- running a playbook quietly ----------------------------------------------------------------------------
@@ -217,11 +223,13 @@ def finish_backup(folder: Path, result: dict[str, Any], vault) -> tuple[dict[str
 
 def run_backup(inv: Inventory, *, inventories: list[str], output: str, limit: str | None = None,
                keep: int = DEFAULT_KEEP, vault_password_file: str | None = None, now: datetime | None = None) -> int:
-    """Back up every (limited) gateway host into output/<host>/<stamp>/; prints a summary; -> exit code."""
+    """Back up every (limited) gateway and monitoring host into output/<host>/<stamp>/; prints a summary;
+    -> exit code."""
     vault = vault_lib(vault_password_file)
-    gateways = inv.in_group("gateway")
+    gateways = data_hosts(inv)
     if not gateways:
-        raise UsageError("the inventory has no gateway host: nothing to back up (only gateways hold data)")
+        raise UsageError("the inventory has no gateway host: nothing to back up (only gateway and monitoring hosts "
+                         "hold data)")
     out = Path(output).expanduser().resolve()
     out.mkdir(mode=0o700, parents=True, exist_ok=True)  # an existing folder keeps its mode; host folders are 0700
     stamp = new_stamp(now)
@@ -231,10 +239,11 @@ def run_backup(inv: Inventory, *, inventories: list[str], output: str, limit: st
     for h in gateways:  # created private before fetch writes into them
         private_dir(out / h)
         (out / h / stamp).mkdir(mode=0o700)
-    click.echo(f"backup {stamp} of {brief(gateways) if not limit else f'gateway hosts matching {limit}'} -> {out}",
-               err=True)
+    click.echo(f"backup {stamp} of {brief(gateways) if not limit else f'hosts matching {limit}'} -> {out}", err=True)
     played = play("backup.yml", inventories, limit=limit, action="backup", vault_password_file=vault_password_file,
-                  extravars={"backup_stamp": stamp, "backup_dest": str(out)}, echo=lambda s: click.echo(s, err=True))
+                  extravars={"backup_stamp": stamp, "backup_dest": str(out),
+                             "backup_parts": {h: parts_of(inv, h) for h in gateways}},
+                  echo=lambda s: click.echo(s, err=True))
     failed, done = [], 0
     for host in gateways:
         folder, outcome = out / host / stamp, played.hosts.get(host)
@@ -260,10 +269,25 @@ def run_backup(inv: Inventory, *, inventories: list[str], output: str, limit: st
         click.secho(f"FAILED: {played.error}", fg="red")
         return 1
     if not done and not failed:
-        raise UsageError(f"no gateway host matched --limit {limit}; gateway hosts: {brief(gateways)}")
+        raise UsageError(f"no gateway or monitoring host matched --limit {limit}; those hosts: {brief(gateways)}")
     verdict = f"{done} host(s) backed up" + (f", {len(failed)} FAILED: {', '.join(failed)}" if failed else "")
     click.secho(verdict, fg="red" if failed else "green")
     return 1 if failed else 0
+
+
+def data_hosts(inv: Inventory) -> list[str]:
+    """The hosts backup and restore work on (DATA_GROUPS), each once, gateway hosts first."""
+    return list(dict.fromkeys(h for group in DATA_GROUPS for h in inv.in_group(group)))
+
+
+def parts_of(inv: Inventory, host: str) -> list[str]:
+    """The parts `host` has, in PARTS order: those of each data group it is in."""
+    from solv_provision import monitoring
+
+    mine = {p for group, parts in GROUP_PARTS.items() if host in inv.in_group(group) for p in parts}
+    if not monitoring.runs_grafana(host, inv.ordered_groups, inv.hosts):
+        mine.discard("grafana")
+    return [p for p in PARTS if p in mine]
 
 
 def _remove_if_empty(path: Path) -> None:
@@ -321,19 +345,19 @@ def find_backup(source: str) -> tuple[Path, dict[str, Any]]:
 
 def restore_target(inv: Inventory, manifest: dict[str, Any], limit: str | None, force_host: bool) -> str:
     """The one host to restore on; refuses a backup of another host unless force_host. UsageError."""
-    gateways, made_on = inv.in_group("gateway"), manifest["host"]
+    gateways, made_on = data_hosts(inv), manifest["host"]
     if limit:
         if limit not in inv.hosts:
-            raise UsageError(f"--limit {limit}: restore takes the name of one gateway host; "
-                             f"gateway hosts: {brief(gateways)}")
+            raise UsageError(f"--limit {limit}: restore takes the name of one gateway or monitoring host; "
+                             f"those hosts: {brief(gateways)}")
         if limit not in gateways:
-            raise UsageError(f"--limit {limit}: not a gateway host (only gateways hold data); "
-                             f"gateway hosts: {brief(gateways)}")
+            raise UsageError(f"--limit {limit}: not a gateway or monitoring host (only they hold data); "
+                             f"those hosts: {brief(gateways)}")
         target = limit
     elif made_on in gateways:
         target = made_on
     else:
-        raise UsageError(f"the backup is of {made_on}, which is not a gateway host of this inventory; "
+        raise UsageError(f"the backup is of {made_on}, which is not a gateway or monitoring host of this inventory; "
                          f"name the host to restore on with --limit HOST (and --force-host)")
     if target != made_on and not force_host:
         raise UsageError(f"the backup is of {made_on}, not of {target}: refused (pass --force-host to restore it "

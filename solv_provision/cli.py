@@ -408,7 +408,7 @@ def secrets():
 @click.option("--host", "host", help="The host that stores the secret (default for shared secrets: their owner).")
 @no_traceback
 def secrets_show(name, inventories, vault_password_file, host):
-    """Print one secret stored on HOST (e.g. litellm_master_key, openwebui_admin_password).
+    """Print one secret stored on HOST (e.g. litellm_master_key, openwebui_admin_password, grafana_admin_password).
 
     Shared secrets (vllm_api_key, litellm_master_key, litellm_salt_key) are read on their owner without --host.
     """
@@ -440,15 +440,17 @@ def secrets_show(name, inventories, vault_password_file, host):
 @click.argument("name")
 @inventory_option
 @vault_option
-@click.option("--host", "host", help="The host that keeps a per-host secret (searxng_secret_key, openwebui_secret_key).")
+@click.option("--host", "host", help="The host that keeps a per-host secret (searxng_secret_key, openwebui_secret_key, "
+                                     "grafana_admin_password).")
 @click.option("-v", "--verbose", count=True, help="More output; -v shows Ansible's own output too.")
 @no_traceback
 def secrets_rotate(name, inventories, vault_password_file, host, verbose):
     """Give one generated secret a new value now and re-apply exactly the services that use it.
 
     vllm_api_key (vLLM, LiteLLM), litellm_master_key (LiteLLM, Open WebUI, Caddy's health gate: clients need the
-    new key), searxng_secret_key, openwebui_secret_key (signs everyone out). A secret set in the inventory is
-    rotated there (vault), then apply.
+    new key), searxng_secret_key, openwebui_secret_key (signs everyone out), grafana_admin_password (on the
+    monitoring host; Grafana's database takes it too). A secret set in the inventory is rotated there (vault), then
+    apply.
     """
     from solv_provision import rotate, runner
 

@@ -25,8 +25,11 @@ SOLV_PREFIXES = (
     "caddy_",
     "registry_",
     "node_exporter_",
+    "dcgm_exporter_",
+    "blackbox_exporter_",
     "prometheus_",
     "alertmanager_",
+    "grafana_",
     "container_engine_",
     "nvidia_driver_",
     "nvidia_container_toolkit_",
@@ -128,13 +131,16 @@ def load(sources: list[str | Path], vault_password_file: str | None = None, fast
                 plain = fast_path and _templating_is_identity(value)
                 mine[key] = _plain(value) if plain else _resolve(templar, allvars, key)
         hosts[host.name] = mine
-    # With the monitoring rules' two groups (solv_provision.monitoring), as the roles compute them.
+    # With the monitoring rules' groups (solv_provision.monitoring), as the roles compute them.
     from solv_provision import monitoring
 
-    if monitoring.MONITORED in ordered:
-        raise InventoryError(f"group '{monitoring.MONITORED}' is the stack's own (the hosts that run a node exporter, "
-                             "computed): rename the inventory's group")
-    computed = frozenset({monitoring.MONITORED} | ({monitoring.GROUP} if not ordered.get(monitoring.GROUP) else set()))
+    for own, what in ((monitoring.MONITORED, "a node exporter"), (monitoring.GPU_MONITORED, "a DCGM exporter"),
+                      (monitoring.PROBING, "a blackbox exporter")):
+        if own in ordered:
+            raise InventoryError(f"group '{own}' is the stack's own (the hosts that run {what}, computed): "
+                                 "rename the inventory's group")
+    computed = frozenset({monitoring.MONITORED, monitoring.GPU_MONITORED, monitoring.PROBING}
+                         | ({monitoring.GROUP} if not ordered.get(monitoring.GROUP) else set()))
     ordered = monitoring.groups_with_monitoring(ordered, hosts)
     groups = {name: sorted(members) for name, members in ordered.items()}
     return Inventory(sources=paths, groups=groups, hosts=hosts, ordered_groups=ordered, computed=computed)

@@ -98,6 +98,8 @@ def catalogue() -> list[Image]:
             build_args=(("VERSION", v["searxng_standin"]),),
             archive=True,
         ),
+        Image("dcgm-exporter-standin", v["dcgm_exporter_standin"], "dcgm-exporter-standin",
+              sources=("doubles/dcgm_standin",), build_args=(("VERSION", v["dcgm_exporter_standin"]),), archive=True),
         # prometheus-client: litellm's `prometheus` callback needs it (extra proxy-runtime, which
         # also pulls the Google Cloud SDKs the lab does not need). async-timeout: redis needs it
         # below Python 3.11.3 (Debian 12 has 3.11.2); pip judges that marker by the build machine's.
@@ -116,13 +118,15 @@ def catalogue() -> list[Image]:
         Image("registry", v["registry"], "registry", suite="bookworm", build_args=(("VERSION", v["registry"]),),
               archive=True),
         Image("redis", v["redis"], "redis", suite="bookworm", build_args=(("VERSION", v["redis"]),), archive=True),
-        # One debootstrap for the three: they share its layer (in the registry and on a host running two of them).
+        # One debootstrap for the four: they share its layer (in the registry and on a host running two of them).
         Image("monitoring-base", "debian12", "monitoring-base", suite="bookworm"),
         Image("prometheus", v["prometheus"], "prometheus", build_args=(("VERSION", v["prometheus"]),), archive=True),
         Image("node-exporter", v["node_exporter"], "node-exporter", build_args=(("VERSION", v["node_exporter"]),),
               archive=True),
         Image("alertmanager", v["alertmanager"], "alertmanager", build_args=(("VERSION", v["alertmanager"]),),
               archive=True),
+        Image("blackbox-exporter", v["blackbox_exporter"], "blackbox-exporter",
+              build_args=(("VERSION", v["blackbox_exporter"]),), archive=True),
         _next_release("litellm", v["litellm"]),
         _next_release("open-webui", v["open_webui"]),
     ]

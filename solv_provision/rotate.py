@@ -35,7 +35,7 @@ def plan(inv: Inventory, name: str, host: str | None) -> Rotation:
     if name not in shared.ROTATABLE:
         raise UsageError(f"{name} cannot be rotated; rotatable: {', '.join(sorted(shared.ROTATABLE))}")
     services = shared.ROTATABLE[name]
-    groups = {g: inv.in_group(g) for g in ("inference", "gateway")}
+    groups = {g: inv.in_group(g) for g in ("inference", "gateway", "monitoring")}
     if name in shared.SHARED:
         if host:
             raise UsageError(f"{name} is shared: it is kept on its owner, leave out --host")

@@ -366,6 +366,20 @@ def node_exporter_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problem
             + _container_problems("node_exporter", v))
 
 
+def dcgm_exporter_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
+    return (_bind_problems("dcgm_exporter_bind_address", v.get("dcgm_exporter_bind_address"), ctx.get("own_address", ""))
+            + _container_problems("dcgm_exporter", v))
+
+
+def blackbox_exporter_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
+    problems = _bind_problems("blackbox_exporter_bind_address", v.get("blackbox_exporter_bind_address"),
+                              ctx.get("own_address", ""))
+    timeout = str(v.get("blackbox_exporter_probe_timeout") or "")
+    if timeout and not _DURATION.fullmatch(timeout):
+        problems.append(("blackbox_exporter_probe_timeout", f"{timeout!r} is not a duration (e.g. 5s)"))
+    return problems + _container_problems("blackbox_exporter", v)
+
+
 def prometheus_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
     problems = _bind_problems("prometheus_bind_address", v.get("prometheus_bind_address"), ctx.get("own_address", ""))
     for key in ("prometheus_scrape_interval", "prometheus_evaluation_interval", "prometheus_retention_time",
@@ -425,6 +439,24 @@ def _route_problems(route: Any, receivers: list[str], where: str = "") -> Proble
     return problems
 
 
+# The role gives Grafana the admin password as a file (GF_SECURITY_ADMIN_PASSWORD__FILE); its image refuses to
+# start when the plain variable is set too.
+_GRAFANA_OWN_ENV = ("GF_SECURITY_ADMIN_PASSWORD", "GF_SECURITY_ADMIN_PASSWORD__FILE")
+
+
+def grafana_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
+    problems = _bind_problems("grafana_bind_address", v.get("grafana_bind_address"), ctx.get("own_address", ""))
+    env = v.get("grafana_extra_env")
+    for name in _GRAFANA_OWN_ENV:
+        if isinstance(env, Mapping) and name in env:
+            problems.append((f"grafana_extra_env.{name}", "is the role's: set grafana_admin_password (vault) instead; "
+                                                          "Grafana gets it as a file"))
+    if any(c in str(v.get("grafana_admin_password") or "") for c in "\r\n"):
+        problems.append(("grafana_admin_password", "must be one line (Grafana reads it from a file and "
+                                                   "drops trailing line ends)"))
+    return problems + _container_problems("grafana", v)
+
+
 ROLE_RULES: dict[str, Callable[[Mapping[str, Any], dict[str, Any]], Problems]] = {
     "vllm": vllm_problems,
     "litellm": litellm_problems,
@@ -433,8 +465,11 @@ ROLE_RULES: dict[str, Callable[[Mapping[str, Any], dict[str, Any]], Problems]] =
     "caddy": caddy_problems,
     "registry": registry_problems,
     "node_exporter": node_exporter_problems,
+    "dcgm_exporter": dcgm_exporter_problems,
+    "blackbox_exporter": blackbox_exporter_problems,
     "prometheus": prometheus_problems,
     "alertmanager": alertmanager_problems,
+    "grafana": grafana_problems,
 }
 
 

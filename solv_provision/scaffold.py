@@ -36,11 +36,12 @@ all:
 
 # Which group_vars file lists which role's variables.
 GROUP_FILES = {
-    # Monitoring runs on every host (node exporter) and on the monitoring host (Alertmanager, Prometheus); the
-    # registry on one.
-    "all.yml": ["solv_common", "container_engine", "registry", "node_exporter", "alertmanager", "prometheus"],
-    "inference.yml": ["nvidia_driver", "nvidia_container_toolkit", "vllm"],
-    "gateway.yml": list(GROUP_ROLES["gateway"]),
+    # Monitoring runs on every host (node exporter) and on the monitoring host (Alertmanager, Prometheus, Grafana); the
+    # registry on one. The DCGM exporter runs on inference hosts, the blackbox exporter on gateway hosts.
+    "all.yml": ["solv_common", "container_engine", "registry", "node_exporter", "alertmanager", "prometheus",
+                "grafana"],
+    "inference.yml": ["nvidia_driver", "nvidia_container_toolkit", "vllm", "dcgm_exporter"],
+    "gateway.yml": [*GROUP_ROLES["gateway"], "blackbox_exporter"],
 }
 
 

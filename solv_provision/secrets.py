@@ -42,6 +42,8 @@ ROTATABLE: dict[str, tuple[str, ...]] = {
     "searxng_secret_key": ("searxng",),
     "openwebui_secret_key": ("openwebui",),
     "litellm_redis_password": ("litellm",),
+    # Grafana keeps its admin's password in its database: the grafana role's secrets step resets it there too.
+    "grafana_admin_password": ("grafana",),
 }
 NOT_ROTATABLE: dict[str, str] = {
     "litellm_salt_key": "it encrypts what LiteLLM stores in its database: a new one makes that unreadable",

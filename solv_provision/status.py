@@ -116,8 +116,14 @@ def expected_units(inv: Inventory, host: str) -> list[str]:
         units.append("solv-registry")
     if host in inv.in_group(monitoring.MONITORED):
         units.append(monitoring.NODE_EXPORTER)
+    if host in inv.in_group(monitoring.GPU_MONITORED):
+        units.append(monitoring.DCGM_EXPORTER)
+    if host in inv.in_group(monitoring.PROBING):
+        units.append(monitoring.BLACKBOX_EXPORTER)
     if host in inv.in_group(monitoring.GROUP):
         units += [monitoring.ALERTMANAGER, monitoring.PROMETHEUS]
+    if monitoring.runs_grafana(host, inv.ordered_groups, inv.hosts):
+        units.append(monitoring.GRAFANA)
     return units
 
 

@@ -347,10 +347,14 @@ def _host_ports(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterat
                 claims.append((int(_value(inv, host, "litellm_redis_port")), "litellm_redis_port", "litellm_redis_port"))
         if host in registry and (host, "registry_port") not in mistyped:
             claims.append((int(_value(inv, host, "registry_port")), "registry_port", "registry_port"))
-        for group, var in (("solv_monitored", "node_exporter_port"), ("monitoring", "prometheus_port"),
+        for group, var in (("solv_monitored", "node_exporter_port"), ("solv_gpu_monitored", "dcgm_exporter_port"),
+                           ("solv_probing", "blackbox_exporter_port"),
+                           ("monitoring", "prometheus_port"),
                            ("monitoring", "alertmanager_port")):
             if host in inv.in_group(group) and (host, var) not in mistyped:
                 claims.append((int(_value(inv, host, var)), var, var))
+        if monitoring.runs_grafana(host, inv.ordered_groups, inv.hosts) and (host, "grafana_port") not in mistyped:
+            claims.append((int(_value(inv, host, "grafana_port")), "grafana_port", "grafana_port"))
         for port, key, owner in claims:
             if port in used:
                 yield Problem(f"port {port} is already used by {used[port]} on this host", host, key)

@@ -141,7 +141,7 @@ echo ']'
         return json.loads(out.stdout)
 
     def backup(self, **args):
-        result = self.run(action="backup", **args)
+        result = self.run(action="backup", **{"parts": ["openwebui", "secrets", "caddy"], **args})
         assert not result.get("failed"), result
         return result
 
@@ -293,6 +293,93 @@ def test_restore_of_the_ca_keeps_its_owner_and_restarts_the_entry_point(host):
     assert host.systemctl_calls() == [f"stop {CADDY}.service", f"start {CADDY}.service"]
 
 
+# --- Prometheus's data (part prometheus) -------------------------------------------------------------------
+NOBODY = 65534
+BLOCKS = ("01JDZ0000000000000000000A1", "01JDZ0000000000000000000B2")
+
+
+def _tsdb(root: Path) -> Path:
+    """A Prometheus data directory as a running Prometheus has it, owned by its user."""
+    data = root / "data" / "prometheus"
+    for block in BLOCKS:
+        (data / block / "chunks").mkdir(parents=True)
+        (data / block / "meta.json").write_text(json.dumps({"ulid": block}))
+        (data / block / "index").write_bytes(b"index of " + block.encode())
+        (data / block / "chunks" / "000001").write_bytes(b"chunks of " + block.encode())
+    (data / "wal" / "checkpoint.00000001").mkdir(parents=True)
+    (data / "wal" / "00000002").write_bytes(b"wal record")
+    (data / "chunks_head").mkdir()
+    (data / "chunks_head" / "000003").write_bytes(b"head chunk")
+    (data / "lock").write_text("")
+    (data / "queries.active").write_text("")
+    (data / "01JDZ0000000000000000000C3.tmp-for-creation").mkdir()  # a compaction's block, not yet in place
+    for path in (data, *data.rglob("*")):
+        os.chown(path, NOBODY, NOBODY)
+    data.chmod(0o700)
+    return data
+
+
+def test_prometheus_s_data_is_backed_up_as_one_moment_s_copy_and_restored_for_its_user(host):
+    data = _tsdb(host.root)
+    (host.root / "gates" / "solv-prometheus.json").write_text(
+        json.dumps({"name": "solv-prometheus", "checks": host_gate(host)}))
+    result = host.backup(parts=["prometheus"])
+    part = result["manifest"]["parts"]["prometheus"]
+    got = members(Path(result["dir"]) / part["file"])
+    # Blocks in place, the write-ahead log and head chunks; not the process's lock and query log, nor a block
+    # still being written. Owned by Prometheus's user, so that it can write there after a restore.
+    assert sorted(n for n, m in got.items() if m.isfile()) == sorted(
+        [f"{b}/{f}" for b in BLOCKS for f in ("chunks/000001", "index", "meta.json")]
+        + ["chunks_head/000003", "wal/00000002"])
+    assert {(m.uid, m.gid) for m in got.values()} == {(NOBODY, NOBODY)}
+    assert part["source"] == str(data) and not list(Path(result["dir"]).glob(".*"))  # the snapshot is gone
+    # The snapshot's files were links: the data directory still has one name per block file.
+    assert (data / BLOCKS[0] / "index").stat().st_nlink == 1
+    (data / "wal" / "00000002").write_bytes(b"newer samples")
+    shutil_rmtree(data / BLOCKS[1])
+    restored = host.restore(Path(result["dir"]), result["manifest"], parts=["prometheus"])
+    assert not restored.get("failed"), restored
+    assert (data / "wal" / "00000002").read_bytes() == b"wal record" and (data / BLOCKS[1] / "index").exists()
+    assert (data.stat().st_uid, (data / BLOCKS[1]).stat().st_uid, (data / "wal").stat().st_uid) == (NOBODY,) * 3
+    assert host.systemctl_calls() == ["stop solv-prometheus.service", "start solv-prometheus.service"]
+
+
+def test_the_snapshot_takes_a_block_a_compaction_finished_meanwhile_and_leaves_out_one_it_deleted(tmp_path):
+    backup = module_runner.load(MODULE)
+    data = _tsdb(tmp_path)
+    listings = []
+    real_listdir = os.listdir
+
+    def listdir(path):
+        names = real_listdir(path)
+        if Path(path) == data:
+            listings.append(names)
+            if len(listings) == 1:  # the compaction: a new block in place, one it replaced renamed away
+                (data / "01JDZ0000000000000000000C3.tmp-for-creation").rename(data / "01JDZ0000000000000000000C3")
+                (data / "01JDZ0000000000000000000C3" / "meta.json").write_text("{}")
+                (data / BLOCKS[0]).rename(data / f"{BLOCKS[0]}.tmp-for-deletion")
+        return names
+
+    backup.os.listdir = listdir
+    try:
+        backup.tsdb_snapshot(str(data), str(tmp_path / "snapshot"))
+    finally:
+        backup.os.listdir = real_listdir
+    assert sorted(p.name for p in (tmp_path / "snapshot").iterdir()) == [
+        BLOCKS[1], "01JDZ0000000000000000000C3", "chunks_head", "wal"]
+    assert len(listings) == 3  # listed again until no new block appeared
+
+
+def host_gate(host: FakeHost) -> list[dict[str, str]]:
+    return json.loads((host.root / "gates" / f"{UNIT}.json").read_text())["checks"]
+
+
+def shutil_rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path)
+
+
 def test_restore_refuses_a_checksum_mismatch_before_stopping_anything(host):
     result = host.backup()
     staging = Path(result["dir"])
@@ -366,6 +453,29 @@ def inv():
     return inventory.load([INVENTORIES / "good"])
 
 
+def test_each_data_host_is_asked_for_its_own_parts(tmp_path):
+    """The gateway hosts' data, the monitoring host's metrics and Grafana's; with the switch, the first gateway host
+    has both."""
+    from solv_provision import inventory
+    from solv_provision.backup import data_hosts, parts_of
+
+    hosts = {"inference": {"hosts": {"gpu-1": {"ansible_host": "192.0.2.11"}}},
+             "gateway": {"hosts": {"gw-1": {"ansible_host": "192.0.2.10"}, "gw-2": {"ansible_host": "192.0.2.12"}}}}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {
+        **hosts, "monitoring": {"hosts": {"mon-1": {"ansible_host": "192.0.2.30"}}}}}}))
+    separate = inventory.load([tmp_path])
+    assert data_hosts(separate) == ["gw-1", "gw-2", "mon-1"]
+    assert [parts_of(separate, h) for h in data_hosts(separate)] == [
+        ["openwebui", "secrets", "caddy"], ["openwebui", "secrets", "caddy"], ["prometheus", "grafana"]]
+    # With the switch, and Grafana left out (as in the lab): nothing of it is asked for.
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"vars": {"solv_monitoring": True,
+                                                                         "grafana_enabled": False},
+                                                                "children": hosts}}))
+    switched = inventory.load([tmp_path])
+    assert data_hosts(switched) == ["gw-1", "gw-2"]
+    assert parts_of(switched, "gw-1") == ["openwebui", "secrets", "caddy", "prometheus"]
+
+
 def _backup_folder(base: Path, host="gw-1", stamp=STAMP, parts=None) -> Path:
     """A backup folder as `backup` leaves it (manifest last)."""
     import hashlib
@@ -421,11 +531,11 @@ def test_restore_target_refuses_another_host_unless_forced(inv):
     assert restore_target(inv, {"host": "old-gw"}, "gw-1", True) == "gw-1"
     with pytest.raises(UsageError, match="the backup is of old-gw, not of gw-1: refused .*--force-host"):
         restore_target(inv, {"host": "old-gw"}, "gw-1", False)
-    with pytest.raises(UsageError, match="not a gateway host of this inventory"):
+    with pytest.raises(UsageError, match="not a gateway or monitoring host of this inventory"):
         restore_target(inv, {"host": "old-gw"}, None, False)
-    with pytest.raises(UsageError, match="--limit gpu-1: not a gateway host"):
+    with pytest.raises(UsageError, match="--limit gpu-1: not a gateway or monitoring host"):
         restore_target(inv, {"host": "gw-1"}, "gpu-1", True)
-    with pytest.raises(UsageError, match="restore takes the name of one gateway host"):
+    with pytest.raises(UsageError, match="restore takes the name of one gateway or monitoring host"):
         restore_target(inv, {"host": "gw-1"}, "gateway", False)
 
 

@@ -3,6 +3,7 @@ it, and the shipped alert rules under promtool."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -50,11 +51,13 @@ def test_the_inventory_loader_adds_the_groups_the_playbooks_compute():
     inv = inventory.load([EXAMPLE], vault_password_file=str(VAULT))
     assert inv.in_group("monitoring") == ["gw-1"]
     assert inv.in_group("solv_monitored") == ["gpu-a", "gpu-b", "gw-1"]
+    assert inv.in_group("solv_gpu_monitored") == ["gpu-a", "gpu-b"]  # their models list GPUs
 
 
-def test_an_inventory_group_named_like_the_computed_one_is_refused(tmp_path):
-    (tmp_path / "hosts.yml").write_text("all:\n  children:\n    solv_monitored:\n      hosts:\n        a:\n")
-    with pytest.raises(inventory.InventoryError, match="group 'solv_monitored' is the stack's own"):
+@pytest.mark.parametrize("group", ["solv_monitored", "solv_gpu_monitored"])
+def test_an_inventory_group_named_like_a_computed_one_is_refused(tmp_path, group):
+    (tmp_path / "hosts.yml").write_text(f"all:\n  children:\n    {group}:\n      hosts:\n        a:\n")
+    with pytest.raises(inventory.InventoryError, match=f"group '{group}' is the stack's own"):
         inventory.load([tmp_path])
 
 
@@ -82,7 +85,7 @@ def _targets(job):
 
 def test_every_target_the_inventory_implies_with_host_and_service_labels():
     jobs = {j["job_name"]: j for j in monitoring.scrape_jobs(*_site())}
-    assert list(jobs) == ["prometheus", "alertmanager", "node", "vllm", "litellm"]
+    assert list(jobs) == ["prometheus", "alertmanager", "node", "vllm", "litellm", "probe"]
     assert _targets(jobs["prometheus"]) == [("localhost:9090", {"host": "gw-1", "service": "prometheus"})]
     assert _targets(jobs["alertmanager"]) == [("solv-alertmanager:9093", {"host": "gw-1", "service": "alertmanager"})]
     # Inventory order, each host once, its own node_exporter_port and bind address (a wildcard: the host's
@@ -111,6 +114,78 @@ def test_litellm_is_scraped_on_its_docker_network_here_and_on_published_ports_el
         ("10.0.0.20:4100", {"host": "gw-2", "service": "litellm", "instance_name": "solv-litellm"}),
         ("10.0.0.20:4101", {"host": "gw-2", "service": "litellm", "instance_name": "solv-litellm-2"}),
     ]
+
+
+def test_the_gpu_hosts_run_a_dcgm_exporter_which_prometheus_scrapes():
+    """auto: the inference hosts whose models list GPUs; always and never override; only while monitoring is on."""
+    groups, hostvars = _site()
+    hostvars["gpu-1"]["vllm_models"][1]["gpus"] = [0]
+    assert monitoring.gpu_hosts(groups, hostvars) == ["gpu-1"]
+    hostvars["gpu-2"].update(dcgm_exporter_when="always", dcgm_exporter_port=9500)
+    hostvars["gw-1"]["dcgm_exporter_when"] = "always"  # not an inference host: no GPUs of its own to watch
+    job = next(j for j in monitoring.scrape_jobs(groups, hostvars) if j["job_name"] == "dcgm")
+    assert _targets(job) == [("10.0.0.11:9400", {"host": "gpu-1", "service": "dcgm"}),
+                             ("[fd00::12]:9500", {"host": "gpu-2", "service": "dcgm"})]
+    hostvars["gpu-1"]["dcgm_exporter_when"] = "never"
+    assert monitoring.computed_groups(groups, hostvars)[monitoring.GPU_MONITORED] == ["gpu-2"]
+    hostvars["gw-1"]["solv_monitoring"] = False
+    assert monitoring.gpu_hosts(groups, hostvars) == []
+
+
+def test_each_gateway_host_s_blackbox_exporter_checks_searxng_and_open_webui():
+    """Job `probe`: per gateway host and service, the health URL as the target parameter, the host's exporter on
+    the Docker network where Prometheus runs and on its published port elsewhere."""
+    groups, hostvars = _site()
+    hostvars["gw-2"]["blackbox_exporter_port"] = 9215
+    job = next(j for j in monitoring.scrape_jobs(groups, hostvars) if j["job_name"] == "probe")
+    assert (job["metrics_path"], job["params"]) == ("/probe", {"module": ["http_2xx"]})
+    targets = _targets(job)
+    assert [(t, labels["host"], labels["service"], labels["__param_target"]) for t, labels in targets] == [
+        ("solv-blackbox-exporter:9115", "gw-1", "searxng", "http://solv-searxng:8080/healthz"),
+        ("solv-blackbox-exporter:9115", "gw-1", "openwebui", "http://solv-openwebui:8080/health"),
+        ("10.0.0.20:9215", "gw-2", "searxng", "http://solv-searxng:8080/healthz"),
+        ("10.0.0.20:9215", "gw-2", "openwebui", "http://solv-openwebui:8080/health"),
+    ]
+    assert monitoring.computed_groups(groups, hostvars)[monitoring.PROBING] == ["gw-1", "gw-2"]
+
+
+@pytest.mark.parametrize("service", sorted(monitoring.PROBES))
+def test_each_health_check_asks_what_the_service_s_own_health_gate_asks(service, tmp_path):
+    """The URL the blackbox exporter checks is the one `apply` waits on (the service's recorded gate), by name."""
+    from urllib.parse import urlsplit
+
+    _render(service, "-i", EXAMPLE, "--vault-password-file", VAULT, "--host", "gw-1", "-o", tmp_path)
+    gate = json.loads((tmp_path / "gw-1" / "opt" / "solv" / "gates" / f"solv-{service}.json").read_text())
+    url = urlsplit(gate["checks"][0]["url"])
+    probe = urlsplit(monitoring.PROBES[service])
+    assert (probe.hostname, probe.port, probe.path) == (f"solv-{service}", url.port, url.path)
+
+
+def test_the_blackbox_exporter_s_module_is_the_one_prometheus_asks_for():
+    config = yaml.safe_load(_render("blackbox_exporter", "-i", EXAMPLE, "--vault-password-file", VAULT, "--host", "gw-1",
+                                    "--file", "config.yml"))
+    assert config["modules"] == {monitoring.PROBE_MODULE: {"prober": "http", "timeout": "5s", "http": {
+        "method": "GET", "valid_status_codes": [], "follow_redirects": False, "preferred_ip_protocol": "ip4"}}}
+
+
+def test_the_dcgm_exporter_gets_every_gpu_and_the_role_s_counters(tmp_path):
+    unit = _render("dcgm_exporter", "-i", EXAMPLE, "--vault-password-file", VAULT, "--host", "gpu-a",
+                   "--file", "solv-dcgm-exporter.service")
+    for arg in ("--network host", "--device nvidia.com/gpu=all", "--cap-drop ALL",
+                "--volume /opt/solv/dcgm-exporter/counters.csv:/etc/dcgm-exporter/solv-counters.csv:ro",
+                "-f /etc/dcgm-exporter/solv-counters.csv \\\n    -a 10.20.0.11:9400 \\\n    -c 10000",
+                "nvcr.io/nvidia/k8s/dcgm-exporter:4.6.0-4.8.3-ubuntu22.04"):
+        assert arg in unit, arg
+    counters = _render("dcgm_exporter", "-i", EXAMPLE, "--vault-password-file", VAULT, "--host", "gpu-a",
+                       "--file", "counters.csv")
+    assert counters.strip() == (REPO / "roles" / "dcgm_exporter" / "files" / "counters.csv").read_text().strip()
+    # gpus mode (the toolkit's fallback without CDI): Docker's --gpus.
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"vars": {"solv_monitoring": True}, "children": {
+        "inference": {"hosts": {"gpu-1": {"ansible_host": "192.0.2.11", "dcgm_exporter_gpu_mode": "gpus",
+                                          "vllm_models": [{"name": "a", "model": "x/a", "gpus": [0], "port": 8001}]}}},
+        "gateway": {"hosts": {"gw-1": {"ansible_host": "192.0.2.10"}}}}}}))
+    unit = _render("dcgm_exporter", "-i", tmp_path, "--host", "gpu-1", "--file", "solv-dcgm-exporter.service")
+    assert "--gpus all" in unit and "nvidia.com/gpu" not in unit
 
 
 def test_a_gateway_whose_litellm_publishes_nothing_is_named():
@@ -206,7 +281,7 @@ def test_every_shipped_alert_is_tested(example_prometheus):
 
 
 def test_with_the_firewall_only_the_monitoring_host_reaches_the_exporters_and_vllm_s_metrics(tmp_path):
-    """solv_firewall: the node exporter's port answers the monitoring host only; vLLM's ports answer the gateway
+    """solv_firewall: the node and DCGM exporters' ports answer the monitoring host only; vLLM's ports answer the gateway
     hosts and the monitoring host (Prometheus scrapes their /metrics)."""
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"vars": {"solv_firewall": True}, "children": {
         "inference": {"hosts": {"gpu-1": {"ansible_host": "192.0.2.11", "vllm_models": [
@@ -219,6 +294,8 @@ def test_with_the_firewall_only_the_monitoring_host_reaches_the_exporters_and_vl
     unit = _render("node_exporter", "-i", tmp_path, "--host", "gpu-1", "--file", "solv-firewall-node-exporter.service")
     assert "ExecStart=/usr/sbin/nft -f /opt/solv/node-exporter/firewall.nft" in unit
     assert "ExecStop=/usr/sbin/nft delete table inet solv_node_exporter" in unit
+    dcgm = _render("dcgm_exporter", "-i", tmp_path, "--host", "gpu-1", "--file", "dcgm-exporter/firewall.nft")
+    assert "elements = { 192.0.2.30 }" in dcgm and "tcp dport { 9400 } drop" in dcgm
     vllm = _render("vllm", "-i", tmp_path, "--host", "gpu-1", "--file", "vllm/firewall.nft")
     assert "elements = { 192.0.2.10, 192.0.2.30 }" in vllm
 

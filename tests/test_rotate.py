@@ -40,10 +40,21 @@ def test_a_per_host_secret_needs_its_host(inv):
         rotate.plan(inv, "searxng_secret_key", inv.in_group("inference")[-1])
 
 
+def test_grafana_s_admin_password_is_rotated_on_the_monitoring_host(inv):
+    """Kept per host, on the monitoring host (the example's gw-1, which sets solv_monitoring); only Grafana re-applied
+    (its secrets step also sets the new password in Grafana's database)."""
+    monitoring_host = inv.in_group("monitoring")[0]
+    r = rotate.plan(inv, "grafana_admin_password", monitoring_host)
+    assert (r.owner, r.role, r.services, r.hosts) == (monitoring_host, "grafana", ("grafana",), (monitoring_host,))
+    with pytest.raises(UsageError, match="does not run grafana"):
+        rotate.plan(inv, "grafana_admin_password", inv.in_group("inference")[0])
+
+
 @pytest.mark.parametrize(("name", "message"), [
     ("litellm_salt_key", "it encrypts what LiteLLM stores"),
     ("openwebui_admin_password", "change it in Open WebUI"),
-    ("caddy_ca_certificate", "cannot be rotated; rotatable: litellm_master_key, litellm_redis_password, openwebui_secret_key"),
+    ("caddy_ca_certificate", "cannot be rotated; rotatable: grafana_admin_password, litellm_master_key, "
+                             "litellm_redis_password, openwebui_secret_key"),
 ])
 def test_what_must_not_be_rotated_is_refused(inv, name, message):
     with pytest.raises(UsageError, match=message):

@@ -57,7 +57,7 @@ def test_caddy_refuses_what_would_break_the_caddyfile_or_tls(values, keys):
     assert _keys(problems) == keys
 
 
-@pytest.mark.parametrize("role", ["vllm", "litellm", "searxng", "openwebui", "caddy"])
+@pytest.mark.parametrize("role", ["vllm", "litellm", "searxng", "openwebui", "caddy", "grafana"])
 def test_every_service_role_checks_limits_timeouts_and_extra_env(role):
     values = {**_defaults(role), f"{role}_memory_limit": "8 GB", f"{role}_cpu_limit": "-1",
               f"{role}_start_timeout": 0, f"{role}_extra_env": {"BAD-NAME": "x", "OK": "two\nlines"}}
@@ -67,6 +67,17 @@ def test_every_service_role_checks_limits_timeouts_and_extra_env(role):
     keys = _keys(rules.role_problems(role, values, context))
     assert sorted(keys) == sorted([f"{role}_memory_limit", f"{role}_cpu_limit", f"{role}_start_timeout",
                                    f"{role}_extra_env.BAD-NAME", f"{role}_extra_env.OK"])
+
+
+def test_grafana_gets_its_admin_password_only_from_the_role_and_publishes_on_an_ip():
+    context = {"own_address": "10.0.0.1"}
+    assert rules.role_problems("grafana", _defaults("grafana"), context) == []
+    values = {**_defaults("grafana"), "grafana_admin_password": "two\nlines-secret",
+              "grafana_extra_env": {"GF_SECURITY_ADMIN_PASSWORD": "x", "GF_SERVER_ROOT_URL": "https://g.example.org"}}
+    problems = rules.role_problems("grafana", values, {"own_address": "mon-1.example"})
+    assert _keys(problems) == ["grafana_bind_address", "grafana_extra_env.GF_SECURITY_ADMIN_PASSWORD",
+                               "grafana_admin_password"]
+    assert not any("lines-secret" in message for _, message in problems)  # a rule never echoes a secret
 
 
 def test_master_key_message_never_echoes_the_key():

@@ -23,7 +23,7 @@ def _free_port() -> int:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_", "SEARXNG_", "SOLV_STANDIN_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_", "SEARXNG_", "SOLV_STANDIN_", "DCGM_"))}
     env["PYTHONPATH"] = str(DOUBLES)
     env.update(extra)
     return env
@@ -326,3 +326,46 @@ def test_searxng_json_results_when_enabled(tmp_path):
     finally:
         out = proc.stop()
     assert "The limiter requires Valkey" in out
+
+
+# --- DCGM exporter stand-in ---------------------------------------------------------------------
+
+COUNTERS = Path(__file__).resolve().parents[1] / "roles" / "dcgm_exporter" / "files" / "counters.csv"
+
+
+def _counter_fields() -> list[str]:
+    return [line.split(",")[0].strip() for line in COUNTERS.read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def test_dcgm_standin_serves_every_field_of_the_role_s_counters_file_per_gpu():
+    port = _free_port()
+    proc = Proc("dcgm_standin", port, "-f", str(COUNTERS), "-a", f"127.0.0.1:{port}", SOLV_STANDIN_GPUS="2")
+    try:
+        status, body = proc.request("GET", "/metrics")
+    finally:
+        proc.stop()
+    assert status == 200
+    text = body.decode()
+    for field in _counter_fields():
+        assert f"# TYPE {field} " in text
+        samples = [line for line in text.splitlines() if line.startswith(field + "{")]
+        assert [s.split('gpu="')[1][0] for s in samples] == ["0", "1"], field
+    used = next(line for line in text.splitlines() if line.startswith("DCGM_FI_DEV_FB_USED{"))
+    assert 'modelName="NVIDIA H100 80GB HBM3"' in used and 'hostname="' in used and 'UUID="GPU-' in used
+    assert "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter" in text
+
+
+@pytest.mark.parametrize("line", ["DCGM_FI_DEV_GPU_UTIL, histogram, no such type.", "gpu_util, gauge, not a field",
+                                  "DCGM_FI_DEV_GPU_UTIL gauge"])
+def test_dcgm_standin_refuses_a_counters_file_dcgm_exporter_refuses(tmp_path, line):
+    bad = tmp_path / "counters.csv"
+    bad.write_text(f"# a comment\nDCGM_FI_DEV_FB_USED, gauge, used.\n{line}\n")
+    r = _run("dcgm_standin", "-f", str(bad), "-a", f"127.0.0.1:{_free_port()}")
+    assert r.returncode == 1
+    assert f"{bad}:3" in r.stderr
+
+
+def test_dcgm_standin_without_its_counters_file_exits():
+    r = _run("dcgm_standin", "-a", f"127.0.0.1:{_free_port()}", DCGM_EXPORTER_COLLECTORS="/nonexistent.csv")
+    assert r.returncode == 1 and "could not read collectors file /nonexistent.csv" in r.stderr

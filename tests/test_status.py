@@ -522,7 +522,8 @@ def test_status_playbook_runs_the_module_once_per_host(tmp_path, monkeypatch, se
 
 
 def test_monitoring_units_are_expected_where_the_rules_put_them(inv, tmp_path):
-    """A node exporter on every host and Prometheus on the monitoring host: missing ones are problems."""
+    """A node exporter on every host, a DCGM exporter where a model has GPUs, Prometheus on the monitoring host:
+    missing ones are problems."""
     from solv_provision import inventory
     from solv_provision.status import expected_units
 
@@ -532,15 +533,16 @@ def test_monitoring_units_are_expected_where_the_rules_put_them(inv, tmp_path):
         "gateway": {"hosts": {"gw-1": {"ansible_host": "192.0.2.10"}}},
         "registry": {"hosts": {"gw-1": None}}}}}))
     monitored = inventory.load([tmp_path])
-    assert expected_units(monitored, "gpu-1") == ["solv-vllm-qwen-7b", "solv-node-exporter"]
-    assert expected_units(monitored, "gw-1")[-4:] == ["solv-registry", "solv-node-exporter", "solv-alertmanager",
-                                                      "solv-prometheus"]
+    assert expected_units(monitored, "gpu-1") == ["solv-vllm-qwen-7b", "solv-node-exporter", "solv-dcgm-exporter"]
+    assert expected_units(monitored, "gw-1")[-6:] == ["solv-registry", "solv-node-exporter", "solv-blackbox-exporter",
+                                                      "solv-alertmanager", "solv-prometheus", "solv-grafana"]
     doc = _doc(monitored, _collected(healthy_reports()))
     missing = sorted((p["host"], p["unit"]) for p in doc["problems"] if p["kind"] == "missing")
-    assert missing == [("gpu-1", "solv-node-exporter"), ("gw-1", "solv-alertmanager"), ("gw-1", "solv-node-exporter"),
-                       ("gw-1", "solv-prometheus"), ("gw-1", "solv-registry")]
+    assert missing == [("gpu-1", "solv-dcgm-exporter"), ("gpu-1", "solv-node-exporter"),
+                       ("gw-1", "solv-alertmanager"), ("gw-1", "solv-blackbox-exporter"), ("gw-1", "solv-grafana"),
+                       ("gw-1", "solv-node-exporter"), ("gw-1", "solv-prometheus"), ("gw-1", "solv-registry")]
     # Monitoring off (the good inventory): none of them is expected.
-    assert "solv-node-exporter" not in expected_units(inv, "gpu-1")
+    assert not {"solv-node-exporter", "solv-dcgm-exporter"} & set(expected_units(inv, "gpu-1"))
 
 
 _ALERTS = {"status": "success", "data": {"alerts": [

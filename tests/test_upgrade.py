@@ -53,7 +53,8 @@ def test_stage_then_inference_then_backup_then_gateway(cli, calls, tmp_path):
     assert [c[0] for c in calls.log] == ["site.yml", "inference.yml", "backup", "gateway.yml", "monitoring.yml"]
     stage, inference, _, gateway, monitoring = calls.log
     assert stage[2] == {"solv_stage_images": True}
-    assert stage[1] == "registry,vllm,searxng,litellm,openwebui,caddy,node_exporter,alertmanager,prometheus"
+    assert stage[1] == ("registry,vllm,searxng,litellm,openwebui,caddy,node_exporter,dcgm_exporter,blackbox_exporter,"
+                        "alertmanager,prometheus,grafana")
     assert inference[2] == gateway[2] == monitoring[2] == {"solv_serial": 2, "solv_max_fail_percentage": 0}
 
 

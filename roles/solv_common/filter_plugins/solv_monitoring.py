@@ -15,7 +15,7 @@ except ImportError:  # plain ansible-playbook from a checkout, package not insta
 
 def solv_monitoring_groups(hostvars, groups):
     """{{ hostvars | solv_monitoring_groups(groups) }} -> {monitoring: [the Prometheus host] or [],
-    solv_monitored: [the hosts that run a node exporter]}"""
+    solv_monitored: [the hosts that run a node exporter], solv_gpu_monitored: [those that run a DCGM exporter]}"""
     return monitoring.computed_groups(groups, hostvars)
 
 
@@ -28,9 +28,22 @@ def solv_prometheus_scrape(hostvars, groups):
             "alertmanager": monitoring.alertmanager_target()}
 
 
+def solv_grafana_runs(host, hostvars, groups):
+    """{{ inventory_hostname | solv_grafana_runs(hostvars, groups) }}: Grafana runs here (the monitoring host,
+    grafana_enabled not false)."""
+    return monitoring.runs_grafana(host, groups, hostvars)
+
+
+def solv_grafana_datasource(host, hostvars):
+    """{{ inventory_hostname | solv_grafana_datasource(hostvars) }}: Grafana's Prometheus data source."""
+    return monitoring.grafana_datasource(host, hostvars)
+
+
 class FilterModule:
     def filters(self):
         return {
+            "solv_grafana_runs": solv_grafana_runs,
+            "solv_grafana_datasource": solv_grafana_datasource,
             "solv_monitoring_groups": solv_monitoring_groups,
             "solv_prometheus_scrape": solv_prometheus_scrape,
         }

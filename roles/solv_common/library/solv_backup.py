@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: solv_backup
-short_description: Back up or restore the data of a SOLV host (Open WebUI's data, the secrets, the entry point's CA)
+short_description: Back up or restore the data of a SOLV host (Open WebUI, the secrets, the entry point's CA, metrics)
 description:
   - >-
     C(backup) writes one C(<part>.tar.gz) per part into C(<root_dir>/backups/<stamp>/) (0700) and returns the
@@ -17,7 +17,10 @@ description:
     online backup API (a consistent copy of what was committed), the other files as they are; the live
     database files and their C(-wal)/C(-shm)/C(-journal) files are never copied. Part C(secrets) is
     C(<root_dir>/secrets) (0600 tarball); part C(caddy) is C(<root_dir>/data/caddy), the entry point's private CA
-    and certificates.
+    and certificates; part C(prometheus) is C(<root_dir>/data/prometheus) while Prometheus runs: its blocks
+    hard-linked and its write-ahead log copied into the staging folder first (one moment's copy, as Prometheus's
+    own snapshot makes; its admin API stays off), then packed; part C(grafana) is C(<root_dir>/data/grafana), its
+    SQLite database copied online as Open WebUI's.
   - >-
     C(restore) verifies the uploaded files in I(dir) against I(manifest) (checksums, safe member names), refuses
     a backup of another host unless I(force_host), stops the units of the parts, moves each part's directory
@@ -106,6 +109,7 @@ removed:
   type: list
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -129,7 +133,16 @@ PARTS = {
     "secrets": {"kind": "dir", "dir": "secrets", "unit": None, "mode": 0o700},
     # The entry point's private CA (its key included) and certificates: secret, restored with the secrets.
     "caddy": {"kind": "dir", "dir": "data/caddy", "unit": "solv-caddy", "mode": 0o700},
+    # Prometheus's metrics (the monitoring host): a TSDB, copied as one moment's snapshot (tsdb_snapshot).
+    "prometheus": {"kind": "tsdb", "dir": "data/prometheus", "unit": "solv-prometheus", "mode": 0o700},
+    # Grafana's database (users, their preferences and own dashboards; the shipped ones are provisioned files).
+    "grafana": {"kind": "dir", "dir": "data/grafana", "unit": "solv-grafana", "mode": 0o700},
 }
+# A Prometheus TSDB: blocks are directories named by a ULID, immutable once in place (a compaction writes new ones,
+# then deletes those they replace); the write-ahead log and the head chunks are appended to; `lock` and
+# `queries.active` belong to the running process and are not data.
+TSDB_BLOCK = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+TSDB_APPENDED = ("wal", "chunks_head")
 STAMP = re.compile(r"^\d{8}T\d{6}Z$")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
@@ -202,6 +215,63 @@ def _sidecars(dirpath, filenames):
             if f.endswith(suffix) and f[: -len(suffix)] in filenames and is_sqlite(os.path.join(dirpath, f[: -len(suffix)])):
                 skip.add(f)
     return skip
+
+
+def _copy_tree(src, dst, link):
+    """src's tree into dst with each entry's mode and owner: files hard-linked (link; copied across filesystems)
+    or copied. A file that vanishes while copied (a log segment truncated) is left out; while linked, an error."""
+    for dirpath, dirnames, filenames in os.walk(src, onerror=_raise):
+        target = os.path.join(dst, os.path.relpath(dirpath, src))
+        st = os.stat(dirpath)
+        os.makedirs(target, exist_ok=True)
+        os.chmod(target, stat.S_IMODE(st.st_mode))
+        os.chown(target, st.st_uid, st.st_gid)
+        for f in filenames:
+            source, dest = os.path.join(dirpath, f), os.path.join(target, f)
+            try:
+                if link:
+                    try:
+                        os.link(source, dest)
+                        continue
+                    except OSError as exc:
+                        if exc.errno != errno.EXDEV:
+                            raise
+                st = os.stat(source)
+                shutil.copy2(source, dest)
+                os.chown(dest, st.st_uid, st.st_gid)
+            except FileNotFoundError:
+                if link:
+                    raise
+
+
+def _raise(exc):
+    raise exc
+
+
+def tsdb_snapshot(src, dest):
+    """One moment's copy of a running Prometheus's data directory in dest: every block hard-linked, the directory
+    listed again until no new block appeared (a compaction that finished meanwhile), then the write-ahead log and
+    head chunks copied (Prometheus replays the log at start and repairs a torn last record). Prometheus renames a
+    block away before it deletes its files: a block whose name is gone after it was linked is left out (a
+    compaction replaced it: its samples are in the new block)."""
+    os.mkdir(dest, 0o700)
+    seen = set()
+    while True:
+        blocks = {n for n in os.listdir(src) if TSDB_BLOCK.match(n) and os.path.isfile(os.path.join(src, n, "meta.json"))}
+        if not blocks - seen:
+            break
+        for name in sorted(blocks - seen):
+            seen.add(name)
+            try:
+                _copy_tree(os.path.join(src, name), os.path.join(dest, name), link=True)
+                complete = os.path.isdir(os.path.join(src, name))
+            except FileNotFoundError:
+                complete = False
+            if not complete:
+                shutil.rmtree(os.path.join(dest, name), ignore_errors=True)
+    for name in TSDB_APPENDED:
+        if os.path.isdir(os.path.join(src, name)):
+            _copy_tree(os.path.join(src, name), os.path.join(dest, name), link=False)
 
 
 def tree_size(top):
@@ -326,7 +396,15 @@ def backup(p):
         for name, src in present.items():
             file = f"{name}.tar.gz"
             path = os.path.join(staging, file)
-            info = pack(src, path, staging)
+            if PARTS[name]["kind"] == "tsdb":
+                snapshot = os.path.join(staging, f".{name}-snapshot")
+                try:
+                    tsdb_snapshot(src, snapshot)
+                    info = pack(snapshot, path, staging)
+                finally:
+                    shutil.rmtree(snapshot, ignore_errors=True)
+            else:
+                info = pack(src, path, staging)
             manifest_parts[name] = {"file": file, "sha256": sha256_file(path), "bytes": os.path.getsize(path),
                                     "source": src, **info}
         units = sorted({PARTS[n]["unit"] for n in present if PARTS[n]["unit"]})

@@ -1,0 +1,1 @@
+"""NVIDIA DCGM exporter stand-in (lab only)."""

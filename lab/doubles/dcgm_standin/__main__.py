@@ -1,0 +1,5 @@
+import sys
+
+from dcgm_standin.app import main
+
+sys.exit(main())
