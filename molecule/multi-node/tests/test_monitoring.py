@@ -277,7 +277,8 @@ def test_backup_keeps_prometheus_s_data_and_restore_brings_that_moment_back(host
     backed_up = time.time()
     [folder] = (tmp_path / GW).iterdir()
     part = json.loads((folder / "manifest.json").read_text())["parts"]["prometheus"]
-    assert part["files"] > 3 and part["source"] == f"{ROOT}/data/prometheus", part
+    # A young Prometheus (under 2 h) has no block yet: its write-ahead log (and head chunks) hold everything.
+    assert part["files"] >= 1 and part["source"] == f"{ROOT}/data/prometheus", part
     time.sleep(8)  # four scrapes at 2 s that the backup does not hold
     before_restore = time.time()
     run, out = _cli("restore", "--from", tmp_path / GW)
