@@ -222,11 +222,12 @@ def finish_backup(folder: Path, result: dict[str, Any], vault) -> tuple[dict[str
 
 
 def run_backup(inv: Inventory, *, inventories: list[str], output: str, limit: str | None = None,
-               keep: int = DEFAULT_KEEP, vault_password_file: str | None = None, now: datetime | None = None) -> int:
-    """Back up every (limited) gateway and monitoring host into output/<host>/<stamp>/; prints a summary;
-    -> exit code."""
+               keep: int = DEFAULT_KEEP, vault_password_file: str | None = None, now: datetime | None = None,
+               groups: tuple[str, ...] = DATA_GROUPS) -> int:
+    """Back up every (limited) host of `groups` (default: every data group) into output/<host>/<stamp>/, each with
+    those groups' parts; prints a summary; -> exit code."""
     vault = vault_lib(vault_password_file)
-    gateways = data_hosts(inv)
+    gateways = data_hosts(inv, groups)
     if not gateways:
         raise UsageError("the inventory has no gateway host: nothing to back up (only gateway and monitoring hosts "
                          "hold data)")
@@ -242,7 +243,7 @@ def run_backup(inv: Inventory, *, inventories: list[str], output: str, limit: st
     click.echo(f"backup {stamp} of {brief(gateways) if not limit else f'hosts matching {limit}'} -> {out}", err=True)
     played = play("backup.yml", inventories, limit=limit, action="backup", vault_password_file=vault_password_file,
                   extravars={"backup_stamp": stamp, "backup_dest": str(out),
-                             "backup_parts": {h: parts_of(inv, h) for h in gateways}},
+                             "backup_parts": {h: parts_of(inv, h, groups) for h in gateways}},
                   echo=lambda s: click.echo(s, err=True))
     failed, done = [], 0
     for host in gateways:
@@ -275,16 +276,16 @@ def run_backup(inv: Inventory, *, inventories: list[str], output: str, limit: st
     return 1 if failed else 0
 
 
-def data_hosts(inv: Inventory) -> list[str]:
-    """The hosts backup and restore work on (DATA_GROUPS), each once, gateway hosts first."""
-    return list(dict.fromkeys(h for group in DATA_GROUPS for h in inv.in_group(group)))
+def data_hosts(inv: Inventory, groups: tuple[str, ...] = DATA_GROUPS) -> list[str]:
+    """The hosts backup and restore work on (those of the data groups), each once, gateway hosts first."""
+    return list(dict.fromkeys(h for group in groups for h in inv.in_group(group)))
 
 
-def parts_of(inv: Inventory, host: str) -> list[str]:
-    """The parts `host` has, in PARTS order: those of each data group it is in."""
+def parts_of(inv: Inventory, host: str, groups: tuple[str, ...] = DATA_GROUPS) -> list[str]:
+    """The parts `host` has, in PARTS order: those of each of `groups` it is in."""
     from solv_provision import monitoring
 
-    mine = {p for group, parts in GROUP_PARTS.items() if host in inv.in_group(group) for p in parts}
+    mine = {p for group in groups if host in inv.in_group(group) for p in GROUP_PARTS[group]}
     if not monitoring.runs_grafana(host, inv.ordered_groups, inv.hosts):
         mine.discard("grafana")
     return [p for p in PARTS if p in mine]

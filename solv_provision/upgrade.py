@@ -6,7 +6,8 @@
 2. Inference hosts, `serial` at a time (replicas of a model are on different hosts, so the model never
    leaves the gateway), stopping at the first host that fails; each restart is guarded by solv_common's
    health gate and rolled back there when it fails.
-3. A backup of the gateway hosts' data (Open WebUI), before the first gateway host is touched.
+3. A backup of the gateway hosts' data (Open WebUI, secrets, the entry point's CA; not the metrics), before the
+   first gateway host is touched.
 4. Gateway hosts, `serial` at a time, stopping likewise.
 Hosts after a failed one are left untouched and named.
 """
@@ -53,8 +54,11 @@ def run_upgrade(inv: Inventory, *, inventories: list[str], options: Options) -> 
     for group in groups:
         if group == "gateway":
             _say("backup: gateway data, before the first gateway host is touched")
+            # The gateway's parts only: what its upgrade may change (not the monitoring host's metrics, which a
+            # backup of its own keeps: copying a large store on every upgrade would cost minutes and disk).
             code = backup.run_backup(inv, inventories=inventories, output=options.backup_dir, limit=options.limit,
-                                     keep=options.keep, vault_password_file=options.vault_password_file)
+                                     keep=options.keep, vault_password_file=options.vault_password_file,
+                                     groups=("gateway",))
             if code != 0:
                 _say("backup failed: no gateway host was touched", err=True)
                 return code

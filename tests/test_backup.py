@@ -474,6 +474,9 @@ def test_each_data_host_is_asked_for_its_own_parts(tmp_path):
     switched = inventory.load([tmp_path])
     assert data_hosts(switched) == ["gw-1", "gw-2"]
     assert parts_of(switched, "gw-1") == ["openwebui", "secrets", "caddy", "prometheus"]
+    # What `upgrade` backs up before the gateway: the gateway's parts only.
+    assert parts_of(switched, "gw-1", ("gateway",)) == ["openwebui", "secrets", "caddy"]
+    assert data_hosts(separate, ("gateway",)) == ["gw-1", "gw-2"]
 
 
 def _backup_folder(base: Path, host="gw-1", stamp=STAMP, parts=None) -> Path:

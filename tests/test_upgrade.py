@@ -30,7 +30,7 @@ class Calls:
         return RunResult(mode="apply", rc=2 if failed else 0, artifacts=self.artifacts, hosts=hosts)
 
     def run_backup(self, inv, **kw):
-        self.log.append(("backup", kw["output"], {}))
+        self.log.append(("backup", kw["output"], {"groups": kw.get("groups")}))
         return 0
 
 
@@ -51,8 +51,9 @@ def test_stage_then_inference_then_backup_then_gateway(cli, calls, tmp_path):
     assert result.exit_code == 0, result.output
     # The example inventory monitors: monitoring.yml last, once for both monitoring groups.
     assert [c[0] for c in calls.log] == ["site.yml", "inference.yml", "backup", "gateway.yml", "monitoring.yml"]
-    stage, inference, _, gateway, monitoring = calls.log
+    stage, inference, backed_up, gateway, monitoring = calls.log
     assert stage[2] == {"solv_stage_images": True}
+    assert backed_up[2] == {"groups": ("gateway",)}  # the gateway's data, not the monitoring host's metrics
     assert stage[1] == ("registry,vllm,searxng,litellm,openwebui,caddy,node_exporter,dcgm_exporter,blackbox_exporter,"
                         "alertmanager,prometheus,grafana")
     assert inference[2] == gateway[2] == monitoring[2] == {"solv_serial": 2, "solv_max_fail_percentage": 0}

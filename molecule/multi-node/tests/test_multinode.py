@@ -408,7 +408,7 @@ def _answers(host, base, master_key, n=20):
         _in_rotation(host, base, master_key, name)
     # One remote run for the whole loop (a testinfra call per request cost about a second each).
     out = json.loads(host.check_output("python3 -c %s %s %s %s %s %s", _ANSWERS, f"{base}/v1/chat/completions",
-                                       master_key, PROMPT, n, f"{INF1},{INF2}"))
+                                       master_key, PROMPT, str(n), f"{INF1},{INF2}"))
     assert "failed" not in out, out
     # "<host>:8001 v<version>" from "[shared-model@<host>:8001 v<version>] echo: <prompt>"
     return Counter((who.split(":", 1)[0], who.rsplit(" v", 1)[1]) for who in out["seen"])
