@@ -227,26 +227,26 @@ def run_backup(inv: Inventory, *, inventories: list[str], output: str, limit: st
     """Back up every (limited) host of `groups` (default: every data group) into output/<host>/<stamp>/, each with
     those groups' parts; prints a summary; -> exit code."""
     vault = vault_lib(vault_password_file)
-    gateways = data_hosts(inv, groups)
-    if not gateways:
+    hosts = data_hosts(inv, groups)
+    if not hosts:
         raise UsageError("the inventory has no gateway host: nothing to back up (only gateway and monitoring hosts "
                          "hold data)")
     out = Path(output).expanduser().resolve()
     out.mkdir(mode=0o700, parents=True, exist_ok=True)  # an existing folder keeps its mode; host folders are 0700
     stamp = new_stamp(now)
-    while any((out / h / stamp).exists() for h in gateways):  # two backups within one second
+    while any((out / h / stamp).exists() for h in hosts):  # two backups within one second
         time.sleep(1)
         stamp = new_stamp()
-    for h in gateways:  # created private before fetch writes into them
+    for h in hosts:  # created private before fetch writes into them
         private_dir(out / h)
         (out / h / stamp).mkdir(mode=0o700)
-    click.echo(f"backup {stamp} of {brief(gateways) if not limit else f'hosts matching {limit}'} -> {out}", err=True)
+    click.echo(f"backup {stamp} of {brief(hosts) if not limit else f'hosts matching {limit}'} -> {out}", err=True)
     played = play("backup.yml", inventories, limit=limit, action="backup", vault_password_file=vault_password_file,
                   extravars={"backup_stamp": stamp, "backup_dest": str(out),
-                             "backup_parts": {h: parts_of(inv, h, groups) for h in gateways}},
+                             "backup_parts": {h: parts_of(inv, h, groups) for h in hosts}},
                   echo=lambda s: click.echo(s, err=True))
     failed, done = [], 0
-    for host in gateways:
+    for host in hosts:
         folder, outcome = out / host / stamp, played.hosts.get(host)
         if outcome is None:  # not matched by --limit
             shutil.rmtree(folder, ignore_errors=True)
@@ -270,7 +270,7 @@ def run_backup(inv: Inventory, *, inventories: list[str], output: str, limit: st
         click.secho(f"FAILED: {played.error}", fg="red")
         return 1
     if not done and not failed:
-        raise UsageError(f"no gateway or monitoring host matched --limit {limit}; those hosts: {brief(gateways)}")
+        raise UsageError(f"no gateway or monitoring host matched --limit {limit}; those hosts: {brief(hosts)}")
     verdict = f"{done} host(s) backed up" + (f", {len(failed)} FAILED: {', '.join(failed)}" if failed else "")
     click.secho(verdict, fg="red" if failed else "green")
     return 1 if failed else 0
@@ -346,16 +346,16 @@ def find_backup(source: str) -> tuple[Path, dict[str, Any]]:
 
 def restore_target(inv: Inventory, manifest: dict[str, Any], limit: str | None, force_host: bool) -> str:
     """The one host to restore on; refuses a backup of another host unless force_host. UsageError."""
-    gateways, made_on = data_hosts(inv), manifest["host"]
+    hosts, made_on = data_hosts(inv), manifest["host"]
     if limit:
         if limit not in inv.hosts:
             raise UsageError(f"--limit {limit}: restore takes the name of one gateway or monitoring host; "
-                             f"those hosts: {brief(gateways)}")
-        if limit not in gateways:
+                             f"those hosts: {brief(hosts)}")
+        if limit not in hosts:
             raise UsageError(f"--limit {limit}: not a gateway or monitoring host (only they hold data); "
-                             f"those hosts: {brief(gateways)}")
+                             f"those hosts: {brief(hosts)}")
         target = limit
-    elif made_on in gateways:
+    elif made_on in hosts:
         target = made_on
     else:
         raise UsageError(f"the backup is of {made_on}, which is not a gateway or monitoring host of this inventory; "

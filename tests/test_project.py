@@ -42,8 +42,8 @@ def test_role_variables_carry_the_role_prefix(role):
     assert prefix in SOLV_PREFIXES, f"{role.name}: {prefix} missing from solv_provision.inventory.SOLV_PREFIXES"
 
 
-SERVICE_ROLES = ["vllm", "litellm", "searxng", "openwebui", "caddy", "node_exporter", "dcgm_exporter", "blackbox_exporter", "prometheus",
-                 "grafana"]
+SERVICE_ROLES = ["vllm", "litellm", "searxng", "openwebui", "caddy", "node_exporter", "dcgm_exporter",
+                 "blackbox_exporter", "prometheus", "grafana"]
 
 
 @pytest.mark.parametrize("role", SERVICE_ROLES)
