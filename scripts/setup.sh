@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 need_root() { if [ "$(id -u)" -ne 0 ]; then sudo "$@"; else "$@"; fi; }
 
-# OS packages: the Docker engine (for the lab and tests), debootstrap (lab images), ssh client (transport).
-packages=(docker.io debootstrap openssh-client git ca-certificates curl)
+# OS packages: the Docker engine (for the lab and tests), debootstrap (lab images), ssh client (transport),
+# Debian's Docker distribution registry (serves an offline bundle's images from this machine: `apply --bundle`).
+packages=(docker.io debootstrap openssh-client git ca-certificates curl docker-registry)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 

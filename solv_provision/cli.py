@@ -69,16 +69,24 @@ def usage_errors():
         fail(str(exc))
 
 
-def load_and_validate(inventories, vault_password_file, quiet=False):
-    """Load + validate; exit 2 with every problem listed when something is wrong."""
+def load_and_validate(inventories, vault_password_file, quiet=False, store_checked=True, bundle_dir=None):
+    """Load + validate; exit 2 with every problem listed when something is wrong. With `bundle_dir` (`--bundle`)
+    every host sees it as solv_bundle_dir, as the play will."""
     from solv_provision import inventory as inv_mod
-    from solv_provision.validate import validate
+    from solv_provision.validate import Problem, validate
 
     try:
         inv = inv_mod.load(list(inventories), vault_password_file)
     except inv_mod.InventoryError as exc:
         fail(str(exc))
-    problems = validate(inv)
+    if bundle_dir:
+        for hostvars in inv.hosts.values():
+            hostvars["solv_bundle_dir"] = bundle_dir
+    problems = validate(inv, store_checked=store_checked)
+    if bundle_dir:
+        from solv_provision import bundle
+
+        problems += [Problem(message, key="--bundle") for message in bundle.problems(inv, bundle_dir)]
     if problems:
         click.secho(f"{len(problems)} problem(s) in the inventory; no host was contacted:", fg="red", err=True)
         for p in problems:
@@ -144,21 +152,59 @@ def validate(inventories, vault_password_file):
     load_and_validate(inventories, vault_password_file)
 
 
-def _run(mode, *, inventories, limit, tags, extra_vars, forks, verbose, vault_password_file, playbook="site.yml"):
+def bundle_options(f):
+    """--bundle and where the registry serving it listens (apply, check)."""
+    options = [
+        click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, exists=True),
+                     help="Converge from this offline bundle (`bundle create`): images through a registry, models "
+                          "from it; nothing from the internet."),
+        click.option("--bundle-address", metavar="ADDRESS",
+                     help="Where the hosts reach this machine's registry for the bundle (default: this machine's "
+                          "address towards the first host). Without a `registry` group only."),
+        click.option("--bundle-port", type=click.IntRange(1, 65535), default=None,
+                     help="Port of that registry (default: a free one)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@contextlib.contextmanager
+def bundle_served(inv, bundle_dir, address, port):
+    """The extra variables of a run (none without a bundle); see bundle.serving."""
+    if not bundle_dir:
+        yield []
+        return
+    import json
+
+    from solv_provision import bundle
+
+    try:
+        with bundle.serving(inv, bundle_dir, address=address, port=port,
+                            echo=lambda text: click.secho(text, err=True)) as extra:
+            yield [json.dumps(extra)]
+    except bundle.BundleError as exc:
+        fail(str(exc), EXIT_FAILED)
+
+
+def _run(mode, *, inventories, limit, tags, extra_vars, forks, verbose, vault_password_file, playbook="site.yml",
+         bundle_dir=None, bundle_address=None, bundle_port=None):
     """apply/check: usage checks (exit 2), validation (exit 2), then the play; exits with its code."""
     from solv_provision import runner
 
     with usage_errors():
         book = runner.resolve_playbook(playbook)
         runner.check_extra_vars(extra_vars)
-    inv = load_and_validate(inventories, vault_password_file)
+    bundle_dir = str(Path(bundle_dir).resolve()) if bundle_dir else None
+    inv = load_and_validate(inventories, vault_password_file, bundle_dir=bundle_dir)
     if limit:
         with usage_errors():
             runner.check_limit(limit, hosts=inv.hosts, groups=inv.ansible_groups)
-    result = runner.run_playbook(
-        str(book), list(inventories), mode=mode, limit=limit, tags=tags, extra_vars=list(extra_vars),
-        forks=forks, verbosity=verbose, vault_password_file=vault_password_file,
-    )
+    with bundle_served(inv, bundle_dir, bundle_address, bundle_port) as bundle_vars:
+        result = runner.run_playbook(
+            str(book), list(inventories), mode=mode, limit=limit, tags=tags, extra_vars=list(extra_vars) + bundle_vars,
+            forks=forks, verbosity=verbose, vault_password_file=vault_password_file,
+        )
     sys.exit(result.exit_code)
 
 
@@ -166,6 +212,7 @@ def _run(mode, *, inventories, limit, tags, extra_vars, forks, verbose, vault_pa
 @play_options
 @click.option("--playbook", default="site.yml", show_default=True,
               help="Playbook from playbooks/ (site.yml, gpu_base.yml, inference.yml, gateway.yml) or a path.")
+@bundle_options
 @no_traceback
 def apply(**options):
     """Validate, then run playbooks/site.yml: live progress per host, a summary table at the end."""
@@ -175,6 +222,7 @@ def apply(**options):
 @main.command()
 @play_options
 @click.option("--playbook", default="site.yml", show_default=True, help="Playbook from playbooks/ or a path.")
+@bundle_options
 @no_traceback
 def check(**options):
     """Dry run (check + diff): what would change on each host. Exit 0 no drift, 3 drift, 1 failure."""
@@ -394,6 +442,125 @@ def inventory_init(directory, force):
     for path in written:
         click.echo(f"wrote {path}")
     click.echo(f"next: edit {directory}/hosts.yml, then: solv-provision validate -i {directory}")
+
+
+@main.group()
+def models():
+    """Model weights staged from a model store on the controller (vllm_model_store)."""
+
+
+@models.command("fetch")
+@inventory_option
+@vault_option
+@click.option("-o", "--output", "store", type=click.Path(file_okay=False),
+              help="The model store to fill (default: each inference host's vllm_model_store).")
+@click.option("--refresh", is_flag=True,
+              help="Download models the store holds again (a branch such as main moves to its newest commit).")
+@no_traceback
+def models_fetch(inventories, vault_password_file, store, refresh):
+    """Download every model the inventory stages into the model store.
+
+    Resumable (an interrupted download continues), with progress bars. A gated model needs a token: the
+    inventory's vllm_hf_token (vault), else HF_TOKEN. HF_ENDPOINT names a Hub mirror. apply then copies each
+    host's models from the store; nothing is downloaded on the hosts.
+    """
+    from solv_provision import models as staged
+
+    inv = load_and_validate(inventories, vault_password_file, quiet=True, store_checked=False)
+    inference = {h: inv.hosts[h] for h in inv.in_group("inference")}
+    plan = staged.needed(inference, str(Path(store).resolve()) if store else None)
+    if not plan:
+        fail("nothing to fetch: no inference host sets vllm_model_store (or give -o STORE), or every model is a path")
+    failed = 0
+    for where, refs in sorted(plan.items()):
+        for ref in sorted(refs):
+            click.echo(f"{ref} -> {where}/{ref.relpath}")
+            try:
+                fetched, manifest = staged.fetch(ref, Path(where), token=staged.token(inference), refresh=refresh)
+            except Exception as exc:  # noqa: BLE001 - huggingface_hub's and the network's errors, one line each
+                failed += 1
+                click.secho(f"  failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                            fg="red", err=True)
+                continue
+            size = staged.manifest_bytes(manifest)
+            state = "downloaded" if fetched else "already in the store"
+            click.echo(f"  {state}: {len(manifest['files'])} file(s), {size / 2**20:.1f} MiB")
+    if store and any(str(h.get("vllm_model_store") or "") != str(Path(store).resolve()) for h in inference.values()):
+        click.echo(f"apply stages from vllm_model_store: set it to {Path(store).resolve()} on the inference hosts")
+    if failed:
+        fail(f"{failed} model(s) not fetched", EXIT_FAILED)
+
+
+@main.group()
+def bundle():
+    """Offline bundles: everything an inventory needs at a site without internet."""
+
+
+@bundle.command("create")
+@inventory_option
+@vault_option
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="The bundle's directory (created; a bundle there is replaced).")
+@no_traceback
+def bundle_create(inventories, vault_password_file, output):
+    """Write every image the inventory runs (one docker save: shared layers once), its staged models and
+    bundle.json (versions, checksums). Run it where the images can be pulled and `models fetch` ran."""
+    from solv_provision import bundle as offline
+
+    inv = load_and_validate(inventories, vault_password_file, quiet=True)
+    try:
+        doc = offline.create(inv, Path(output), echo=click.echo)
+    except offline.BundleError as exc:
+        fail(str(exc), EXIT_FAILED)
+    if doc["unstaged"]:
+        click.secho(f"warning: {len(doc['unstaged'])} model(s) not staged (no vllm_model_store): they download from "
+                    f"the Hub on first start at the site: {'; '.join(doc['unstaged'])}", fg="yellow", err=True)
+    size = doc["archive"]["bytes"] + sum(m["bytes"] for m in doc["models"])
+    click.echo(f"bundle {output}: {len(doc['images'])} image(s), {len(doc['models'])} model(s), "
+               f"{size / 2**30:.1f} GiB; check it at the site with `solv-provision bundle verify {output}`")
+
+
+@bundle.command("verify")
+@click.argument("directory", type=click.Path(file_okay=False))
+@no_traceback
+def bundle_verify(directory):
+    """Check every image and model file of a bundle against its bundle.json (exit 1 naming what differs)."""
+    from solv_provision import bundle as offline
+
+    try:
+        problems = offline.verify(Path(directory))
+    except offline.BundleError as exc:
+        fail(str(exc), EXIT_FAILED)
+    for problem in problems:
+        click.secho(f"  - {problem}", fg="red", err=True)
+    if problems:
+        fail(f"{len(problems)} problem(s) in the bundle {directory}", EXIT_FAILED)
+    click.echo(f"bundle {directory}: every image and model matches bundle.json")
+
+
+@bundle.command("serve")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--address", required=True, help="The address the hosts reach this machine at.")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Default: a free one.")
+@no_traceback
+def bundle_serve(directory, address, port):
+    """Serve a bundle's images to the hosts until Ctrl-C, for plain ansible-playbook runs: set solv_bundle_dir to
+    DIRECTORY and solv_bundle_registry to what this prints. (`apply --bundle` does both by itself.)"""
+    import time
+
+    from solv_provision import bundle as offline
+    from solv_provision import paths
+
+    try:
+        offline.read(Path(directory))
+        with offline.Served(paths.state_dir() / "bundle-registry", address, port) as served:
+            click.echo(f"solv_bundle_dir={Path(directory).resolve()} solv_bundle_registry={served.reference}")
+            while True:
+                time.sleep(3600)
+    except offline.BundleError as exc:
+        fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        pass
 
 
 @main.group()

@@ -66,11 +66,13 @@ class ArchiveImage:
 
 
 def site_address(hostvars: Mapping[str, Any], groups: Mapping[str, Any]) -> str:
-    """`address:port` of the site registry (the `registry` group's host, role registry), or "" without one.
+    """`address:port` of the site registry (the `registry` group's host, role registry), else of the registry
+    serving an offline bundle from the controller (solv_bundle_registry, set by `apply --bundle`), or "".
     The one rule the roles (solv_common's image path, container_engine's daemon.json) and the validator use."""
     hosts = list(groups.get("registry") or [])
     if not hosts:
-        return ""
+        first = next(iter(groups.get("all") or []), None)
+        return str(hostvars[first].get("solv_bundle_registry") or "") if first is not None else ""
     own = hostvars[hosts[0]]
     port = own.get("registry_port", specs.role_specs()["registry"].defaults["registry_port"])
     return f"{addresses.bracketed(addresses.host_address(own, hosts[0]))}:{port}"

@@ -81,8 +81,16 @@ def model_defaults(entry: Mapping[str, Any]) -> dict[str, Any]:
     return model
 
 
+def instance_image(instance: Mapping[str, Any], image: str, tag: str, archive: str = "") -> dict[str, str]:
+    """{ref, archive} of the image one vLLM instance runs: its own image/image_tag, else the host's. The host's
+    archive holds the host's image only, so an instance with another image has its own archive or none."""
+    ref = f"{instance.get('image') or image}:{instance.get('image_tag') or tag}"
+    own = instance.get("image_archive")
+    return {"ref": ref, "archive": own if own else (archive if ref == f"{image}:{tag}" else "")}
+
+
 # Settings that must agree between replicas of one served name (else the group would answer differently).
-REPLICA_KEYS = ("model", "max_model_len", "quantization", "runner")
+REPLICA_KEYS = ("model", "revision", "max_model_len", "quantization", "runner")
 
 
 def vllm_instances(hosts: Mapping[str, Mapping[str, Any]]) -> list[VllmInstance]:

@@ -15,7 +15,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from solv_provision import addresses, gateway, specs, value_types
+from solv_provision import addresses, gateway, multinode, specs, value_types
+from solv_provision import models as staged_models
 from solv_provision.services import GROUP_ROLES
 
 Problems = list[tuple[str, str]]
@@ -107,6 +108,7 @@ def vllm_host_problems(models: list[dict[str, Any]], gpu_mode: str = "auto") -> 
         names.setdefault(m["name"], i)
         if not _UNIT_NAME.fullmatch(str(m["name"])):
             problems.append((label, "name may hold only letters, digits, '.', '_' and '-' (it names a systemd unit)"))
+        problems += [(label, message) for message in staged_models.model_problems(m["model"], m.get("revision"))]
         util = m.get("gpu_memory_utilization")
         if util is not None and not 0 < float(util) <= 1:
             problems.append((label, f"gpu_memory_utilization {util} must be in (0, 1]"))
@@ -117,7 +119,7 @@ def vllm_host_problems(models: list[dict[str, Any]], gpu_mode: str = "auto") -> 
             problems.append((label, "gpus is empty: list the GPU indices this instance uses "
                                     "(or set vllm_gpu_mode: none on a host without GPUs)"))
         tp, pp = int(m["tensor_parallel_size"]), int(m["pipeline_parallel_size"])
-        if gpus and tp * pp != len(gpus):
+        if gpus and not m.get("nodes") and tp * pp != len(gpus):  # across hosts: multinode.problems
             problems.append((label, f"tensor_parallel_size {tp} x pipeline_parallel_size {pp} = {tp * pp}, "
                                     f"but {len(gpus)} GPU(s) are given ({gpus}); they must match"))
         for g in set(gpus):
@@ -136,9 +138,20 @@ def vllm_host_problems(models: list[dict[str, Any]], gpu_mode: str = "auto") -> 
 
 
 def vllm_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
-    """context: own_address; models (vllm_models normalized, [] when malformed); gpu_mode."""
+    """context: own_address; models (vllm_models normalized, [] when malformed); gpu_mode; store_checked (false
+    for `models fetch`, which fills the store: whether the model store holds each staged model); model_store (the
+    store apply stages from, models.store_of: vllm_model_store else the bundle's); host, hostvars,
+    groups and group_names (models across hosts, solv_provision.multinode)."""
     models = ctx.get("models") or []
     problems = vllm_host_problems(models, ctx.get("gpu_mode") or str(v.get("vllm_gpu_mode") or "auto"))
+    if ctx.get("store_checked", True):
+        store = ctx.get("model_store", str(v.get("vllm_model_store") or ""))
+        problems += staged_models.store_problems(models, store)
+    if ctx.get("groups") is not None:  # models across hosts: the host, every host's variables and the groups
+        host, hostvars, groups = ctx["host"], ctx["hostvars"], ctx["groups"]
+        problems += multinode.problems(host, hostvars, groups, models)
+        instances = multinode.host_instances(host, models, hostvars, groups, ctx.get("group_names") or [])
+        problems += multinode.follower_problems(host, models, instances, hostvars)
     if models:
         problems += _bind_problems("vllm_bind_address", v.get("vllm_bind_address"), ctx.get("own_address", ""))
     return problems + _container_problems("vllm", v)

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from solv_provision import monitoring, paths, routing
+from solv_provision import models, monitoring, multinode, paths, routing
 from solv_provision.inventory import Inventory, has_unresolved
 from solv_provision.services import GROUP_ROLES
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PLAYBOOK = "status.yml"
 MODULE = "solv_status"
 VLLM_PREFIX = "solv-vllm-"
@@ -30,8 +30,8 @@ LITELLM = "solv-litellm"
 
 # Problem kinds (docs/status-schema.json lists the same).
 KINDS = ("unreachable", "status_failed", "run_failed", "no_hosts", "missing", "not_active", "not_running",
-         "restarted", "unhealthy", "no_gate", "gpu_error", "models_missing", "models_unknown", "alert_critical",
-         "alert_warning")
+         "restarted", "unhealthy", "no_gate", "gpu_error", "models_missing", "models_unknown", "model_not_staged",
+         "alert_critical", "alert_warning")
 # Named, but no reason for exit 1: a container systemd restarted and that is healthy now; an alert of severity
 # warning.
 WARNINGS = ("restarted", "alert_warning")
@@ -110,6 +110,9 @@ def expected_units(inv: Inventory, host: str) -> list[str]:
         models = inv.hosts.get(host, {}).get("vllm_models") or []
         if isinstance(models, list):
             units += [f"{VLLM_PREFIX}{m['name']}" for m in models if isinstance(m, Mapping) and m.get("name")]
+        group_names = [g for g, members in inv.ordered_groups.items() if host in members]
+        units += [f"{VLLM_PREFIX}{m['name']}" for m in multinode.host_instances(
+            host, [], inv.hosts, inv.ordered_groups, group_names)]  # the models across hosts it follows
     if host in inv.in_group("gateway"):
         units += list(GATEWAY_UNITS)
     if host in inv.in_group("registry"):
@@ -190,7 +193,7 @@ def host_document(inv: Inventory, host: str, outcome: HostOutcome) -> tuple[dict
     groups = [g for g in ("inference", "gateway") if host in inv.in_group(g)]
     doc: dict[str, Any] = {"host": host, "groups": groups, "reachable": not outcome.unreachable,
                            "error": outcome.error, "boot_id": None, "uptime_s": None, "services": [],
-                           "gpus": None, "gpu_error": None, "gateway": None, "alerts": None}
+                           "gpus": None, "gpu_error": None, "gateway": None, "alerts": None, "staged_models": None}
     if outcome.unreachable:
         return doc, [_problem(host, None, "unreachable", f"unreachable: {outcome.error}")]
     if outcome.report is None:
@@ -208,6 +211,8 @@ def host_document(inv: Inventory, host: str, outcome: HostOutcome) -> tuple[dict
             problems += judge_service(host, service)
     if doc["gpu_error"]:
         problems.append(_problem(host, None, "gpu_error", f"nvidia-smi failed: {doc['gpu_error']}"))
+    doc["staged_models"], found = _staged(inv, host, rep.get("staged_models") or [])
+    problems += found
     if rep.get("alerts") is not None:
         doc["alerts"] = rep["alerts"]
         problems += judge_alerts(host, rep["alerts"])
@@ -215,6 +220,19 @@ def host_document(inv: Inventory, host: str, outcome: HostOutcome) -> tuple[dict
         doc["gateway"], found = _gateway(host, inv, rep.get("litellm"))
         problems += found
     return doc, problems
+
+
+def _staged(inv: Inventory, host: str, reported: list[Mapping[str, Any]]):
+    """The host's staged models, each marked expected when an instance of the inventory reads it, and a problem
+    for each expected one that is not complete there."""
+    wanted = set().union(*models.needed({host: inv.hosts[host]}).values()) if host in inv.in_group("inference") \
+        else set()
+    staged = [{**m, "expected": models.ModelRef(m["model"], m["revision"]) in wanted} for m in reported]
+    complete = {models.ModelRef(m["model"], m["revision"]) for m in reported if m["complete"]}
+    problems = [_problem(host, None, "model_not_staged", f"{ref} is not staged on the host: apply copies it from "
+                                                         "the model store")
+                for ref in sorted(wanted - complete)]
+    return staged, problems
 
 
 _EMPTY_CONTAINER = {"exists": False, "running": False, "image_ref": None, "image_id": None, "started_at": None,
@@ -353,6 +371,12 @@ def render(doc: Mapping[str, Any], console) -> None:
             console.print(f"{escape(h['host'])} LiteLLM serves {served}/{len(gw['expected_models'])} expected "
                           f"model(s)" + (f" (+{len(gw['served_models']) - served} other)"
                                          if len(gw["served_models"]) > served else ""), highlight=False)
+        if h.get("staged_models"):
+            console.print(f"{escape(h['host'])} models staged: " + ", ".join(
+                f"{escape(m['model'])}@{escape(m['revision'])} "
+                + (f"{m['bytes'] / 2**30:.1f} GiB" if m["complete"] else "[red]incomplete[/]")
+                + ("" if m["expected"] else " [dim](not in inventory)[/]") for m in h["staged_models"]),
+                highlight=False)
         alerts = h.get("alerts")
         if alerts and not alerts["error"]:
             console.print(f"{escape(h['host'])} Prometheus: {len(alerts['firing'])} alert(s) firing, "

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from solv_provision import addresses, gateway, monitoring, routing, rules, specs, value_types
+from solv_provision import addresses, gateway, monitoring, multinode, routing, rules, specs, value_types
+from solv_provision import models as staged_models
 from solv_provision.inventory import Inventory, Unresolved, has_unresolved, is_solv_var
 from solv_provision.services import GROUP_ROLES
 
@@ -44,12 +45,14 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def validate(inv: Inventory) -> list[Problem]:
-    """All problems found, in a stable order (inventory-wide first, then per host)."""
+def validate(inv: Inventory, *, store_checked: bool = True) -> list[Problem]:
+    """All problems found, in a stable order (inventory-wide first, then per host). store_checked=False leaves out
+    whether the model store holds the staged models (`models fetch`, which fills it)."""
     type_problems = list(_spec_types(inv))
     mistyped = {(p.host, _top_key(p.key)) for p in type_problems if p.key}
     problems = [*_groups(inv), *_unresolvable(inv), *type_problems, *_unknown_variables(inv),
-                *_role_rules(inv, mistyped), *_host_ports(inv, mistyped), *_replicas(inv), *_monitoring(inv)]
+                *_role_rules(inv, mistyped, store_checked), *_host_ports(inv, mistyped), *_replicas(inv),
+                *_monitoring(inv)]
     return [_with_file(inv, p) for p in problems]
 
 
@@ -270,7 +273,7 @@ def _models(inv: Inventory, host: str) -> list[dict[str, Any]]:
         return []
 
 
-def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterator[Problem]:
+def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]], store_checked: bool) -> Iterator[Problem]:
     """Each service role's own rules (solv_provision.rules), with the values the role will see.
 
     A value of the wrong type (reported by the spec check) counts as the default here, so one mistake
@@ -280,6 +283,10 @@ def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterat
     embedding = routing.embedding_names(instances)
     malformed = any(inv.hosts[h].get("vllm_models") and not _models(inv, h) for h in inv.in_group("inference"))
     gateways = _gateways(inv, mistyped)
+    member_of: dict[str, list[str]] = {}
+    for group, members in inv.groups.items():
+        for member in members:
+            member_of.setdefault(member, []).append(group)
     for host in inv.hosts:
         own_address = addresses.host_address(inv.hosts[host], host)
         for role in rules.roles_of(g for g in GROUP_ROLES if host in inv.in_group(g)):
@@ -289,7 +296,10 @@ def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterat
             models = [] if (host, "vllm_models") in mistyped else _models(inv, host)
             context = {"own_address": own_address, "models": models, "served_models": served, "embedding_models": embedding,
                        "models_malformed": malformed, "provider_env_known": not isinstance(provider_env, Unresolved),
-                       "redis": _redis_plan(inv, host, gateways, mistyped)}
+                       "redis": _redis_plan(inv, host, gateways, mistyped), "store_checked": store_checked,
+                       "model_store": staged_models.host_store(inv.hosts[host]),
+                       "host": host, "hostvars": inv.hosts, "groups": inv.ordered_groups,
+                       "group_names": member_of.get(host, [])}
             for key, message in rules.role_problems(role, values, context, check_types=False):
                 yield Problem(message, host, key)
 
@@ -330,6 +340,10 @@ def _host_ports(inv: Inventory, mistyped: set[tuple[str | None, str]]) -> Iterat
         claims: list[tuple[int, str, str]] = []  # (port, key, what claims it)
         for i, m in enumerate(_models(inv, host)):
             claims.append((int(m["port"]), f"vllm_models[{i}] ({m['name']})", f"vllm_models[{i}] ({m['name']})"))
+            if m.get("nodes"):  # a model across hosts: its head listens for the followers too
+                port = int(m.get("master_port") or multinode.DEFAULT_MASTER_PORT)
+                claims.append((port, f"vllm_models[{i}] ({m['name']}).master_port",
+                               f"vllm_models[{i}] ({m['name']}) master_port"))
         if host in gateways:
             for var, enabled in _GATEWAY_PORTS:
                 if (host, var) in mistyped or (enabled and (host, enabled) in mistyped):

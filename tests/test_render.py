@@ -226,3 +226,104 @@ def test_several_litellm_instances_share_redis_behind_the_entry_point(tmp_path):
     router = yaml.safe_load(second["gw-2/opt/solv/litellm/config.yaml"])["router_settings"]
     assert (router["redis_host"], router["redis_port"]) == ("192.0.2.20", 6379)
     assert not any("redis" in n for n in second)  # Redis runs on the first gateway host only
+
+
+def test_a_staged_model_is_read_offline_from_its_directory_and_new_weights_restart_it(tmp_path):
+    """vllm_model_store: the staged instance reads /models/<org>--<name>/<revision> (mounted read-only) with
+    HF_HUB_OFFLINE=1 and carries the weights' digest (new weights, new spec: a restart); a path stays as given."""
+    from solv_provision import models
+
+    store = tmp_path / "store"
+    root = store / "org--tiny" / "v2"
+    root.mkdir(parents=True)
+    (root / "config.json").write_text("{}")
+    models.write_manifest(root, models.make_manifest(root, models.ModelRef("org/tiny", "v2")))
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {
+        "inference": {"hosts": {"aio": {"ansible_host": "192.0.2.10", "vllm_gpu_mode": "none",
+                                        "vllm_model_store": str(store), "vllm_models": [
+            {"name": "tiny", "model": "org/tiny", "revision": "v2", "port": 8001},
+            {"name": "local", "model": "/srv/models/mine", "port": 8002}]}}},
+        "gateway": {"hosts": {"aio": {}}}}}}))
+
+    def rendered():
+        result = _render("vllm", "-i", inv, "--host", "aio")
+        assert result.exit_code == 0, result.output
+        return _files(result.output)
+
+    files = rendered()
+    tiny = files["aio/etc/systemd/system/solv-vllm-tiny.service"]
+    assert "--model /models/org--tiny/v2" in tiny and "--revision" not in tiny
+    assert "/opt/solv/data/vllm/models:/models:ro" in tiny
+    digest = models.manifest_digest(models.read_manifest(root))
+    assert f"solv.weights={digest}" in tiny
+    local = files["aio/etc/systemd/system/solv-vllm-local.service"]
+    assert "--model /srv/models/mine" in local and "solv.weights" not in local
+    assert "HF_HUB_OFFLINE='1'" in files["aio/opt/solv/vllm/tiny/env"]
+    (root / "config.json").write_text('{"changed": true}')
+    models.write_manifest(root, models.make_manifest(root, models.ModelRef("org/tiny", "v2")))
+    assert f"solv.weights={digest}" not in rendered()["aio/etc/systemd/system/solv-vllm-tiny.service"]
+
+
+def _across_inventory(tmp_path, **entry):
+    """gpu-1 (head) and gpu-2 (follower) run one model of 2 nodes x 2 GPUs; gpu-2 has an instance of its own."""
+    model = {"name": "big", "model": "meta-llama/Llama-3.1-405B-Instruct", "nodes": "big_nodes", "gpus": [0, 1],
+             "tensor_parallel_size": 2, "pipeline_parallel_size": 2, "port": 8001, **entry}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {
+        "inference": {"hosts": {
+            "gpu-1": {"ansible_host": "192.0.2.11", "vllm_models": [model]},
+            "gpu-2": {"ansible_host": "192.0.2.12", "vllm_models": [
+                {"name": "small", "model": "Qwen/Qwen2.5-7B-Instruct", "gpus": [2], "port": 8002}]}}},
+        "big_nodes": {"hosts": {"gpu-1": None, "gpu-2": None}},
+        "gateway": {"hosts": {"gw-1": {"ansible_host": "192.0.2.10"}}}}}}))
+    return tmp_path
+
+
+def test_a_model_across_two_hosts_renders_a_head_and_a_follower_with_matching_ranks(tmp_path):
+    inv = _across_inventory(tmp_path)
+    units = {}
+    for host in ("gpu-1", "gpu-2"):
+        result = _render("vllm", "-i", inv, "--host", host)
+        assert result.exit_code == 0, result.output
+        units.update(_files(result.output))
+    flat = {name: " ".join(line.strip().rstrip("\\").strip() for line in text.splitlines())
+            for name, text in units.items()}
+    head = flat["gpu-1/etc/systemd/system/solv-vllm-big.service"]
+    follower = flat["gpu-2/etc/systemd/system/solv-vllm-big.service"]
+    group = "--nnodes 2 --node-rank {} --master-addr 192.0.2.11 --master-port 29501"
+    assert group.format(0) in head and "--headless" not in head
+    assert group.format(1) + " --headless" in follower
+    for unit in (head, follower):
+        assert "--network host" in unit and "--ipc=host" in unit and "--publish" not in unit
+        assert "--tensor-parallel-size 2 --pipeline-parallel-size 2" in unit
+        assert "--device nvidia.com/gpu=0 --device nvidia.com/gpu=1" in unit
+        assert "meta-llama/Llama-3.1-405B-Instruct" in unit
+    assert "--host 192.0.2.11 --port 8001" in head  # the API on the head's own address only
+    assert "VLLM_HOST_IP='192.0.2.11'" in units["gpu-1/opt/solv/vllm/big/env"]
+    assert "VLLM_HOST_IP='192.0.2.12'" in units["gpu-2/opt/solv/vllm/big/env"]
+    assert "solv-vllm-small.service" in " ".join(units)  # the follower's own instance stays
+    assert json.loads(units["gpu-2/opt/solv/gates/solv-vllm-big.json"])["checks"] == []  # health on the head only
+    assert json.loads(units["gpu-1/opt/solv/gates/solv-vllm-big.json"])["checks"]
+    litellm = _render("litellm", "-i", inv, "--host", "gw-1", "--file", "config.yaml")
+    bases = [m["litellm_params"]["api_base"] for m in yaml.safe_load(litellm.output)["model_list"]
+             if m["model_name"] == "big"]
+    assert bases == ["http://192.0.2.11:8001/v1"]  # LiteLLM routes to the head
+
+
+@pytest.mark.parametrize("entry, host_key, message", [
+    ({"tensor_parallel_size": 2, "pipeline_parallel_size": 1}, ("gpu-1", "vllm_models[0] (big)"),
+     "tensor_parallel_size 2 x pipeline_parallel_size 1 = 2, but 2 nodes x 2 GPU(s) = 4"),
+    ({"nodes": "nobody"}, ("gpu-1", "vllm_models[0] (big)"), "this host (the head) must be in group 'nobody'"),
+    ({"nodes": "inference"}, ("gpu-1", "vllm_models[0] (big)"), "must name an inventory group of your own"),
+    ({"name": "small"}, ("gpu-2", "rank 1 of small on gpu-1"), "instance name 'small' is also this host's own"),
+    ({"gpus": [1, 2]}, ("gpu-2", "rank 1 of big on gpu-1"), "GPU(s) [2] are this host's own instances' too"),
+    ({"master_port": 8002}, ("gpu-2", "rank 1 of big on gpu-1"), "master_port 8002 is the port of an instance"),
+    ({"master_port": 8001}, ("gpu-1", "vllm_models[0] (big).master_port"), "port 8001 is already used"),
+])
+def test_a_model_across_hosts_is_validated_before_any_host_is_touched(cli, tmp_path, entry, host_key, message):
+    result = cli("validate", "-i", _across_inventory(tmp_path, **entry))
+    assert result.exit_code == 2, result.output
+    host, key = host_key
+    assert any(f"host {host}" in line and key in line and message in line for line in result.output.splitlines()), \
+        result.output

@@ -269,6 +269,112 @@ def test_vllm_key_from_env_and_unknown_flags_logged():
     assert "ignores these arguments: --some-future-flag 7" in out
 
 
+def _model_dir(root: Path) -> Path:
+    from fake_hub import tiny_model
+
+    root.mkdir(parents=True)
+    for name, data in tiny_model().items():
+        (root / name).write_bytes(data)
+    return root
+
+
+def test_vllm_serves_a_staged_model_directory_offline(tmp_path):
+    model = _model_dir(tmp_path / "org--tiny" / "main")
+    port = _free_port()
+    proc = Proc("vllm_standin", port, "--model", str(model), "--served-model-name", "tiny", "--port", str(port),
+                "--host", "127.0.0.1", HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "empty-cache"))
+    try:
+        status, body = proc.request("GET", "/v1/models")
+        assert status == 200 and json.loads(body)["data"][0]["root"] == str(model)
+    finally:
+        out = proc.stop()
+    assert f"2 tensors from 1 safetensors file(s) in {model}" in out
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("gone", "is not a model directory: no config.json"),
+    ("no-weights", "Cannot find any model weights"),
+    ("bad-header", "safetensors header is not valid JSON"),
+])
+def test_vllm_refuses_a_missing_or_broken_model_directory(tmp_path, damage, message):
+    model = _model_dir(tmp_path / "m")
+    if damage == "gone":
+        model = tmp_path / "absent"
+    elif damage == "no-weights":
+        (model / "model.safetensors").unlink()
+    else:
+        (model / "model.safetensors").write_bytes((20).to_bytes(8, "little") + b"not json at all here")
+    r = _run("vllm_standin", "--model", str(model), "--port", str(_free_port()), HF_HUB_OFFLINE="1")
+    assert r.returncode == 1, r.stderr
+    assert message in r.stderr
+
+
+def test_vllm_offline_needs_a_repository_in_the_hf_cache(tmp_path):
+    r = _run("vllm_standin", "--model", "org/tiny", "--port", str(_free_port()), HF_HUB_OFFLINE="1",
+             HF_HOME=str(tmp_path))
+    assert r.returncode == 1 and "couldn't find them in the cached files" in r.stderr
+    _model_dir(tmp_path / "hub" / "models--org--tiny" / "snapshots" / "abc123")
+    port = _free_port()
+    Proc("vllm_standin", port, "--model", "org/tiny", "--port", str(port), "--host", "127.0.0.1",
+         HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path)).stop()
+
+
+def _spawn(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vllm_standin", *args], env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_a_model_across_two_hosts_serves_once_both_ranks_joined_and_a_lost_rank_stops_the_group():
+    """The head listens for its followers and serves the API only with every rank; a follower serves nothing and
+    waits for the head; a follower that goes stops the head, a head that goes stops its followers."""
+    port, master = _free_port(), _free_port()
+    group = ["--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port", str(master)]
+    follower_args = ["--model", "m", "--port", str(_free_port()), *group, "--node-rank", "1", "--headless"]
+    head = Proc.__new__(Proc)
+    head.port, head.p = port, _spawn("--model", "m", "--host", "127.0.0.1", "--port", str(port), *group)
+    follower = _spawn(*follower_args)
+    deadline = time.monotonic() + 15
+    while not _listening(port) and time.monotonic() < deadline:
+        assert head.p.poll() is None and follower.poll() is None
+        time.sleep(0.1)
+    assert head.request("GET", "/health")[0] == 200
+    follower.kill()
+    assert head.p.wait(timeout=15) == 1
+    assert "rank 1 left the group" in head.p.stdout.read()
+    follower.communicate()
+    # Rank 1 waits for a head that is not up yet, joins when it comes, and goes when it goes.
+    follower = _spawn(*follower_args)
+    time.sleep(1.5)
+    assert follower.poll() is None and not _listening(port)
+    head.p = _spawn("--model", "m", "--host", "127.0.0.1", "--port", str(port), *group)
+    deadline = time.monotonic() + 15
+    while not _listening(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    head.p.kill()
+    assert follower.wait(timeout=15) == 1
+    out = follower.stdout.read()
+    assert "waiting for the head" in out and "left the group" in out
+    head.p.communicate()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--nnodes", "2", "--node-rank", "2", "--headless"], "node_rank 2 must be in [0, nnodes=2)"),
+    (["--nnodes", "2", "--node-rank", "1"], "--headless is for the followers"),
+    (["--headless"], "--headless is for the followers"),
+])
+def test_vllm_refuses_inconsistent_multi_node_flags(args, message):
+    r = _run("vllm_standin", "--model", "m", "--port", str(_free_port()), *args)
+    assert r.returncode == 1 and message in r.stderr
+
+
 # --- SearXNG stand-in ---------------------------------------------------------------------------
 
 

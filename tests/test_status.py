@@ -591,3 +591,36 @@ def test_a_critical_alert_is_a_problem_on_the_host_it_is_about_a_warning_is_name
     assert exit_code(doc) == 1
     reports["gw-1"]["alerts"]["firing"] = firing[1:]  # a warning alone: named, exit 0
     assert exit_code(_doc(inv, _collected(reports))) == 0
+
+
+def test_staged_models_are_reported_and_an_expected_missing_one_is_a_problem(host, tmp_path):
+    """The module lists the model directories (complete: manifest written); status marks those the inventory's
+    instances read and names each one they read that the host lacks."""
+    from solv_provision import inventory, models
+
+    base = host.root / "data" / "vllm" / "models"
+    complete = base / "org--tiny" / "main"
+    complete.mkdir(parents=True)
+    (complete / "w.safetensors").write_bytes(b"12345")
+    models.write_manifest(complete, models.make_manifest(complete, models.ModelRef("org/tiny")))
+    (base / "org--cut" / "v1").mkdir(parents=True)  # a copy cut short: no manifest
+    _, result = host.run()
+    assert result["staged_models"] == [
+        {"model": "org/cut", "revision": "v1", "complete": False, "bytes": None},
+        {"model": "org/tiny", "revision": "main", "complete": True, "bytes": 5}]
+    store = tmp_path / "store"
+    (tmp_path / "inv").mkdir()
+    (tmp_path / "inv" / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {
+        "inference": {"hosts": {"gpu-1": {"ansible_host": "192.0.2.11", "vllm_model_store": str(store),
+                                          "vllm_models": [
+            {"name": "tiny", "model": "org/tiny", "gpus": [0], "port": 8001},
+            {"name": "big", "model": "org/big", "revision": "v2", "gpus": [1], "port": 8002}]}}},
+        "gateway": {"hosts": {"gw-1": {"ansible_host": "192.0.2.10"}}}}}}))
+    reports = healthy_reports()
+    reports["gpu-1"] = {**reports["gpu-1"], "staged_models": result["staged_models"],
+                        "units": [_unit("solv-vllm-tiny"), _unit("solv-vllm-big")]}
+    doc = _doc(inventory.load([tmp_path / "inv"]), _collected(reports))
+    gpu = next(h for h in doc["hosts"] if h["host"] == "gpu-1")
+    assert [(m["model"], m["expected"]) for m in gpu["staged_models"]] == [("org/cut", False), ("org/tiny", True)]
+    assert [(p["host"], p["kind"], p["message"]) for p in doc["problems"] if p["host"] == "gpu-1"] == [
+        ("gpu-1", "model_not_staged", "org/big@v2 is not staged on the host: apply copies it from the model store")]

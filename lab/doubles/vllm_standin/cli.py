@@ -8,10 +8,12 @@ flag value (argparse, as vLLM), 1 for a value vLLM's config validation refuses.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
 import sys
+from pathlib import Path
 
 log = logging.getLogger("vllm_standin")
 
@@ -61,6 +63,12 @@ def parser() -> argparse.ArgumentParser:
     # models are chat models, so auto means generate.
     p.add_argument("--runner", choices=("auto", "draft", "generate", "pooling"), default="auto")
     p.add_argument("--convert", choices=("auto", "none", "embed", "classify"), default="auto")
+    # Native multi-node (vllm.config.ParallelConfig): ranks, the head's address, followers without the API.
+    p.add_argument("--nnodes", type=_positive_int, default=1)
+    p.add_argument("--node-rank", type=int, default=0)
+    p.add_argument("--master-addr", default="127.0.0.1")
+    p.add_argument("--master-port", type=int, default=29501)
+    p.add_argument("--headless", action="store_true")
     p.add_argument("--broken", action="store_true",
                    help="stand-in only: fail at start like an engine that cannot load (the -broken image)")
     return p
@@ -90,8 +98,46 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.convert in ("embed", "classify") and args.runner not in ("auto", "pooling"):
         raise ConfigError(f"--convert {args.convert} needs the pooling runner, got --runner {args.runner}")
     args.pooling = args.runner == "pooling" or args.convert in ("embed", "classify")
+    if not 0 <= args.node_rank < args.nnodes:
+        raise ConfigError(f"node_rank {args.node_rank} must be in [0, nnodes={args.nnodes})")
+    if args.headless != (args.node_rank > 0):
+        raise ConfigError("--headless is for the followers (node rank > 0); rank 0 serves the API")
     args.unknown = unknown
     return args
+
+
+def load_weights(model: str) -> str:
+    """What vLLM's loader needs before it serves: a directory (an absolute path) with config.json and safetensors
+    weights whose headers parse; a repository id with HF_HUB_OFFLINE=1 already in the Hugging Face cache (else
+    it would download). Returns what was read; raises ConfigError as vLLM fails to start."""
+    if model.startswith("/"):
+        root = Path(model)
+        if not (root / "config.json").is_file():
+            raise ConfigError(f"{model} is not a model directory: no config.json (HFValidationError: Repo id must be "
+                              f"in the form 'repo_name' or 'namespace/repo_name': '{model}')")
+        json.loads((root / "config.json").read_text())
+        shards = sorted(root.glob("*.safetensors"))
+        if not shards:
+            raise ConfigError(f"Cannot find any model weights with `{model}`")
+        tensors = sum(_safetensors_count(p) for p in shards)
+        return f"{tensors} tensors from {len(shards)} safetensors file(s) in {model}"
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        hub = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub"
+        if not list((hub / f"models--{model.replace('/', '--')}" / "snapshots").glob("*/config.json")):
+            raise ConfigError(f"We couldn't connect to 'https://huggingface.co' to load the files of {model}, and "
+                              "couldn't find them in the cached files (HF_HUB_OFFLINE=1)")
+        return f"{model} from the Hugging Face cache"
+    return f"{model} (a download from the Hub, simulated)"
+
+
+def _safetensors_count(path: Path) -> int:
+    with path.open("rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        try:
+            header = json.loads(f.read(size))
+        except ValueError as err:
+            raise ConfigError(f"{path}: safetensors header is not valid JSON: {err}") from err
+    return len([k for k in header if k != "__metadata__"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +152,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.broken:
         log.error("RuntimeError: Engine core initialization failed (stand-in built broken)")
         return 1
+    try:
+        log.info("loading weights: %s", load_weights(args.model))
+    except ConfigError as err:
+        log.error("OSError: %s", err)
+        return 1
+    if args.nnodes > 1:
+        import signal
+
+        from vllm_standin import group
+
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        if args.headless:
+            group.follower_join(args.master_addr, args.master_port, args.node_rank, args.nnodes)
+            return 1
+        group.head_wait(args.master_addr, args.master_port, args.nnodes)
     from vllm_standin.server import serve
 
     return serve(args)

@@ -96,7 +96,7 @@ def test_top_once_prints_a_row_per_model_with_the_requests_it_served(host, base,
     token (from vLLM's histogram, scraped every 2 s here)."""
     if phase != "full":
         pytest.skip("runs once: a request for limited-model would count against the limit test's minute")
-    models = ["limited-model", "shared-model", "solo-model"]
+    models = ["big-model", "limited-model", "shared-model", "solo-model"]
     for model in models:
         for _ in range(2):
             answer = http(host, "POST", f"{base}/v1/chat/completions", master_key,

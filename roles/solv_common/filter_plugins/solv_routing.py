@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 try:
-    from solv_provision import addresses, gateway, routing
+    from solv_provision import addresses, gateway, multinode, routing
 except ImportError:  # plain ansible-playbook from a checkout, package not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-    from solv_provision import addresses, gateway, routing
+    from solv_provision import addresses, gateway, multinode, routing
 
 
 def _hosts(hostvars, names):
@@ -40,6 +40,12 @@ def solv_vllm_models(models):
     return [routing.model_defaults(m) for m in models or []]
 
 
+def solv_vllm_instances(host, models, hostvars, groups, group_names):
+    """{{ inventory_hostname | solv_vllm_instances(vllm_models, hostvars, groups, group_names) }}: the vLLM instances
+    this host runs (its vllm_models with the contract's defaults, and the multi-node models it follows)."""
+    return multinode.host_instances(host, solv_vllm_models(models), hostvars, groups, group_names)
+
+
 def solv_litellm_instances(count):
     """{{ litellm_instances | solv_litellm_instances }} -> the instances' container names, in restart order."""
     return gateway.instance_names(int(count))
@@ -67,6 +73,7 @@ class FilterModule:
             "solv_host_address": solv_host_address,
             "solv_model_kinds": solv_model_kinds,
             "solv_vllm_models": solv_vllm_models,
+            "solv_vllm_instances": solv_vllm_instances,
             "solv_litellm_instances": solv_litellm_instances,
             "solv_litellm_upstreams": solv_litellm_upstreams,
             "solv_litellm_internal_url": solv_litellm_internal_url,

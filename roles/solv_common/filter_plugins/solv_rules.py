@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 try:
-    from solv_provision import addresses, registry, rules, secrets, specs
+    from solv_provision import addresses, bundle, models, registry, rules, secrets, specs
 except ImportError:  # plain ansible-playbook from a checkout, package not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-    from solv_provision import addresses, registry, rules, secrets, specs
+    from solv_provision import addresses, bundle, models, registry, rules, secrets, specs
 
 
 def solv_role_variables(role):
@@ -42,6 +42,16 @@ def solv_listen(bind_address, own_address):
     return addresses.listen(bind_address, own_address)
 
 
+def solv_image_archive(archive, bundle_dir):
+    """{{ archive | solv_image_archive(solv_bundle_dir) }}: the offline bundle's images.tar when one is given."""
+    return bundle.image_archive(archive or "", bundle_dir or "")
+
+
+def solv_model_store(store, bundle_dir):
+    """{{ vllm_model_store | solv_model_store(solv_bundle_dir) }}: the model store apply stages from."""
+    return models.store_of(store or "", bundle_dir or "")
+
+
 def solv_site_registry(hostvars, groups):
     """{{ hostvars | solv_site_registry(groups) }} -> 'address:port' of the `registry` group's host, or ''."""
     return registry.site_address(hostvars, groups)
@@ -68,6 +78,8 @@ class FilterModule:
             "solv_role_variables": solv_role_variables,
             "solv_role_problems": solv_role_problems,
             "solv_listen": solv_listen,
+            "solv_image_archive": solv_image_archive,
+            "solv_model_store": solv_model_store,
             "solv_site_registry": solv_site_registry,
             "solv_openwebui_rag": solv_openwebui_rag,
             "solv_secret_plan": solv_secret_plan,

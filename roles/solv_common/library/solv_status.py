@@ -223,6 +223,25 @@ def _read(path):
         return None
 
 
+def staged_models(root_dir):
+    """The model directories under <root>/data/vllm/models (vllm_model_store): complete ones have their manifest
+    (solv_provision.models), the others were cut short."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(root_dir, "data", "vllm", "models", "*", "*"))):
+        if not os.path.isdir(path):
+            continue
+        repo_dir, revision = path.split(os.sep)[-2:]
+        try:
+            with open(os.path.join(path, ".solv-manifest.json")) as f:
+                manifest = json.load(f)
+            out.append({"model": manifest["model"], "revision": manifest["revision"], "complete": True,
+                        "bytes": sum(int(x["size"]) for x in manifest["files"].values())})
+        except (OSError, ValueError, KeyError, TypeError):
+            out.append({"model": repo_dir.replace("--", "/", 1), "revision": revision, "complete": False,
+                        "bytes": None})
+    return out
+
+
 def host_uptime():
     text = _read("/proc/uptime")
     return round(float(text.split()[0]), 1) if text else None
@@ -269,7 +288,8 @@ def status(run, p, nvidia_smi=None):
         alerts = prometheus_alerts(gates.get(PROMETHEUS), found[PROMETHEUS], p["timeout"])
     gpu_list, gpu_error = gpus(run, nvidia_smi)
     report = {"boot_id": _read("/proc/sys/kernel/random/boot_id"), "uptime_s": host_uptime(), "units": units,
-              "gpus": gpu_list, "gpu_error": gpu_error, "litellm": litellm, "alerts": alerts}
+              "gpus": gpu_list, "gpu_error": gpu_error, "litellm": litellm, "alerts": alerts,
+              "staged_models": staged_models(p["root_dir"])}
     return report, secrets
 
 

@@ -1,0 +1,149 @@
+"""`solv-provision bundle create | verify`: every image the inventory runs in one archive (a layer shared by several
+images once), its staged models, and checksums that catch a damaged copy."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from solv_provision import bundle, inventory, models
+
+TINY = "solv-test/bundle-tiny"
+
+
+def _docker_answers() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(
+        ["docker", "info"], capture_output=True, check=False).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def tiny_image():
+    """One small image (a file in a tar, `docker import`ed), tagged once per service of the test inventory."""
+    if not _docker_answers():
+        pytest.skip("needs a Docker engine")
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"hello"))
+    subprocess.run(["docker", "import", "-", f"{TINY}:base"], input=data.getvalue(), capture_output=True, check=True)
+    tags = [f"{TINY}:{t}" for t in ("vllm", "searxng", "litellm", "openwebui", "caddy")]
+    for tag in tags:
+        subprocess.run(["docker", "tag", f"{TINY}:base", tag], check=True)
+    yield tags
+    subprocess.run(["docker", "rmi", f"{TINY}:base", *tags], capture_output=True, check=False)
+
+
+def _inventory(tmp_path: Path) -> Path:
+    store = tmp_path / "store"
+    root = store / "org--tiny" / "main"
+    root.mkdir(parents=True)
+    (root / "config.json").write_text("{}")
+    (root / "model.safetensors").write_bytes(b"\0" * 64)
+    models.write_manifest(root, models.make_manifest(root, models.ModelRef("org/tiny")))
+    images = {f"{role}_image": TINY for role in ("vllm", "searxng", "litellm", "openwebui", "caddy")}
+    tags = {f"{role}_image_tag": role for role in ("vllm", "searxng", "litellm", "openwebui", "caddy")}
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"vars": {**images, **tags}, "children": {
+        "inference": {"hosts": {"gpu-1": {"ansible_host": "192.0.2.11", "vllm_gpu_mode": "none",
+                                          "vllm_model_store": str(store), "vllm_models": [
+            {"name": "tiny", "model": "org/tiny", "port": 8001},
+            {"name": "mine", "model": "/srv/models/mine", "port": 8002}]}}},
+        "gateway": {"hosts": {"gw-1": {"ansible_host": "192.0.2.10"}}}}}}))
+    return inv
+
+
+@pytest.mark.docker
+def test_a_bundle_holds_every_image_once_and_the_staged_models_and_verify_catches_damage(cli, tmp_path, tiny_image):
+    inv = _inventory(tmp_path)
+    assert bundle.images(inventory.load([inv])) == {
+        f"{TINY}:caddy": ["gw-1"], f"{TINY}:litellm": ["gw-1"], f"{TINY}:openwebui": ["gw-1"],
+        f"{TINY}:searxng": ["gw-1"], f"{TINY}:vllm": ["gpu-1"]}
+    out = tmp_path / "bundle"
+    result = cli("bundle", "create", "-i", inv, "-o", out)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "bundle.json").read_text())
+    assert sorted(i["ref"] for i in doc["images"]) == sorted(tiny_image)
+    with tarfile.open(out / "images.tar") as tar:
+        index = json.loads(tar.extractfile("manifest.json").read())
+    assert sorted(t for e in index for t in e["RepoTags"]) == sorted(tiny_image)
+    assert len({layer for e in index for layer in e["Layers"]}) == 1  # five tags, one layer stored once
+    assert [(m["model"], m["revision"], m["path"]) for m in doc["models"]] == [("org/tiny", "main", "models/org--tiny/main")]
+    assert models.read_manifest(out / "models" / "org--tiny" / "main")  # a model store: apply reads it as one
+    verified = cli("bundle", "verify", out)
+    assert verified.exit_code == 0, verified.output
+
+    (out / "models" / "org--tiny" / "main" / "model.safetensors").write_bytes(b"\1" * 64)
+    damaged = cli("bundle", "verify", out)
+    assert damaged.exit_code == 1 and "model.safetensors: missing or not the file its manifest names" in damaged.output
+    with (out / "images.tar").open("ab") as f:
+        f.write(b"\0" * 1024)
+    damaged = cli("bundle", "verify", out)
+    assert "images.tar: sha256 differs from bundle.json" in damaged.output
+
+
+def test_bundle_create_refuses_a_model_the_store_lacks(cli, tmp_path):
+    inv = _inventory(tmp_path)
+    shutil.rmtree(tmp_path / "store" / "org--tiny")
+    result = cli("bundle", "create", "-i", inv, "-o", tmp_path / "bundle")
+    assert result.exit_code == 2 and "org/tiny@main is not in the model store" in result.output
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_verify_of_a_directory_without_a_bundle_is_one_line(cli, tmp_path):
+    result = cli("bundle", "verify", tmp_path)
+    assert result.exit_code == 1 and "no readable bundle.json" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.docker
+def test_this_machine_s_registry_serves_the_bundle_s_images_by_digest(tmp_path, tiny_image):
+    """`apply --bundle` without a registry group: Debian's docker-registry on the controller; the roles push the
+    bundle's archive there (only what it lacks) and each host pulls by digest, as here this machine's engine."""
+    if not shutil.which("docker-registry"):
+        pytest.skip("needs Debian's docker-registry (scripts/setup.sh installs it)")
+    from solv_provision import registry
+
+    out = tmp_path / "bundle"
+    bundle.create(inventory.load([_inventory(tmp_path)]), out, echo=lambda _: None)
+    with bundle.Served(tmp_path / "state", "127.0.0.1") as served:
+        site = registry.Registry(served.reference)
+        pushed = registry.push(site, str(out / "images.tar"), f"{TINY}:vllm")
+        again = registry.push(site, str(out / "images.tar"), f"{TINY}:caddy")  # same layers: nothing sent
+        reference = f"{served.reference}/{pushed['repository']}@{pushed['digest']}"
+        subprocess.run(["docker", "pull", reference], capture_output=True, check=True)
+        pulled = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", reference],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        subprocess.run(["docker", "rmi", reference], capture_output=True, check=False)
+    assert pushed["changed"] and pushed["uploaded"] > 0
+    assert again["uploaded"] == 0 and again["digest"] == pushed["digest"]
+    assert pulled == pushed["image_id"]
+    with pytest.raises(registry.RegistryError):  # stopped with the run
+        registry.Registry(served.reference, timeout=1).check()
+
+
+@pytest.mark.docker
+def test_apply_from_a_bundle_that_lacks_an_image_touches_no_host(cli, tmp_path, tiny_image, monkeypatch):
+    import ansible_runner
+
+    inv = _inventory(tmp_path)
+    out = tmp_path / "bundle"
+    bundle.create(inventory.load([inv]), out, echo=lambda _: None)
+    hosts = yaml.safe_load((inv / "hosts.yml").read_text())
+    hosts["all"]["vars"]["caddy_image_tag"] = "newer"
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
+
+    def forbidden(**kwargs):
+        raise AssertionError("ansible-runner was started")
+
+    monkeypatch.setattr(ansible_runner, "run", forbidden)
+    result = cli("apply", "-i", inv, "--bundle", out)
+    assert result.exit_code == 2, result.output
+    assert f"--bundle: {out}: has no image {TINY}:newer (run on gw-1)" in result.output
