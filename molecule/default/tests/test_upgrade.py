@@ -1,13 +1,12 @@
 """`solv-provision upgrade` and `check` on the converged stack (the CLI against this scenario's inventory).
 
-- A changed vLLM setting is rolled out after the staging pass, the gateway's data is backed up before the
-  gateway hosts are touched, nothing that did not change restarts, and the stack answers through LiteLLM
-  afterwards. An `apply` without the change puts the inventory's state back.
-- LiteLLM and Open WebUI upgraded to newer images (the lab's -next releases): a user and a chat made through
-  Open WebUI's API before are the same rows, byte for byte, after; the backup taken before holds them too and
-  matches its checksum. The new images' archives reach the host without the layers it has. Last in this file:
-  the gateway stays on the -next images (the scenario ends after the side effect, which touches vLLM and
-  LiteLLM's config only).
+- One upgrade with a changed vLLM setting and LiteLLM and Open WebUI on newer images (the lab's -next releases):
+  staged first, vLLM rolled out, the gateway's data backed up before the gateway host is touched, nothing that
+  did not change restarts, and the stack answers through LiteLLM afterwards. A user and a chat made through Open
+  WebUI's API before are the same rows, byte for byte, after; the backup taken before holds them too and matches
+  its checksum. The new images' archives reach the host without the layers it has. An `apply` without the vLLM
+  change puts it back; last in this file, the gateway stays on the -next images (the scenario ends after the
+  side effect, which touches vLLM and LiteLLM's config only).
 - `check` after a hand edit of a config file on the host shows that file's diff and exits 3.
 """
 
@@ -55,30 +54,6 @@ def _started(host, name):
     return inspect(host, name)["State"]["StartedAt"]
 
 
-def test_upgrade_rolls_out_a_change_with_a_backup_first(host, address, tmp_path):
-    before = {name: _started(host, name) for name in VLLM + GATEWAY}
-    change = {"vllm_extra_env": {"SOLV_STANDIN_IDENTITY": host.backend.get_hostname(), "SOLV_UPGRADE_TEST": "2"}}
-    run, output = _cli("upgrade", "--backup-dir", str(tmp_path), "-e", json.dumps(change))
-    try:
-        assert run.returncode == 0, output[-5000:]
-        steps = [line for line in output.splitlines() if line.startswith("== ")]
-        assert [s.split(":")[0] for s in steps] == ["== stage", "== inference", "== backup", "== gateway",
-                                                    "== upgrade done"], steps
-        for name in VLLM:
-            assert env_file(host, f"{ROOT}/vllm/{name.removeprefix('solv-vllm-')}/env")["SOLV_UPGRADE_TEST"] == "2"
-            assert _started(host, name) != before[name], f"{name} was not restarted"
-        assert {n: _started(host, n) for n in GATEWAY} == {n: before[n] for n in GATEWAY}, "a gateway restarted"
-        [manifest] = list(tmp_path.glob("*/*/manifest.json"))
-        assert "openwebui" in json.loads(manifest.read_text())["parts"]
-        answer = http(host, "POST", f"https://{address}/v1/chat/completions", secret(host, "litellm_master_key"),
-                      {"model": "qwen-0.5b", "messages": [{"role": "user", "content": "after"}], "max_tokens": 8})
-        assert answer["status"] == 200, answer
-    finally:
-        restored, output = _cli("apply", "--tags", "vllm")
-        assert restored.returncode == 0, output[-4000:]
-    assert "SOLV_UPGRADE_TEST" not in env_file(host, f"{ROOT}/vllm/qwen-0.5b/env")
-
-
 def test_check_after_a_hand_edit_shows_the_diff_and_exits_3(host):
     config = f"{ROOT}/litellm/config.yaml"
     original = host.file(config).content_string
@@ -116,7 +91,9 @@ def _rows_in(db_path, user_id, chat_id):
         db.close()
 
 
-def test_gateway_upgrade_to_newer_images_keeps_users_and_chats(host, address, entry, tmp_path):
+def test_upgrade_rolls_out_new_gateway_images_and_a_vllm_change_after_a_backup_keeping_users_and_chats(
+        host, address, entry, tmp_path):
+    """One upgrade, both kinds of change (one run: CI time): a vLLM setting and the gateway's newer images."""
     base = entry  # Open WebUI through the entry point
     admin = http(host, "POST", f"{base}/api/v1/auths/signin",
                  payload={"email": env_file(host, f"{ROOT}/openwebui/env")["WEBUI_ADMIN_EMAIL"],
@@ -137,8 +114,24 @@ def test_gateway_upgrade_to_newer_images_keeps_users_and_chats(host, address, en
     started = {n: _started(host, n) for n in VLLM + GATEWAY}
 
     new = {"litellm_image_tag": f"{VERSIONS['litellm']}-next", "openwebui_image_tag": f"{VERSIONS['open_webui']}-next"}
-    run, output = _cli("upgrade", "--backup-dir", str(tmp_path), "-e", json.dumps(new), state_dir=tmp_path / "state")
+    change = {"vllm_extra_env": {"SOLV_STANDIN_IDENTITY": host.backend.get_hostname(), "SOLV_UPGRADE_TEST": "2"}}
+    run, output = _cli("upgrade", "--backup-dir", str(tmp_path), "-e", json.dumps({**new, **change}),
+                       state_dir=tmp_path / "state")
+    try:
+        _upgraded(host, address, tmp_path, run, output, new, started, before, ids)
+    finally:  # the inventory's vLLM settings back (the gateway stays on the -next images)
+        restored, output = _cli("apply", "--tags", "vllm")
+        assert restored.returncode == 0, output[-4000:]
+    assert "SOLV_UPGRADE_TEST" not in env_file(host, f"{ROOT}/vllm/qwen-0.5b/env")
+
+
+def _upgraded(host, address, tmp_path, run, output, new, started, before, ids):
     assert run.returncode == 0, output[-5000:]
+    steps = [line for line in output.splitlines() if line.startswith("== ")]
+    assert [s.split(":")[0] for s in steps] == ["== stage", "== inference", "== backup", "== gateway",
+                                                "== upgrade done"], steps
+    for name in VLLM:
+        assert env_file(host, f"{ROOT}/vllm/{name.removeprefix('solv-vllm-')}/env")["SOLV_UPGRADE_TEST"] == "2"
     assert inspect(host, "solv-litellm")["Config"]["Image"] == f"solv-lab/litellm:{new['litellm_image_tag']}"
     # The new releases differ from the running ones in their config only: their archives reached the host without
     # a layer (Open WebUI's is 3 GB whole).
@@ -147,8 +140,9 @@ def test_gateway_upgrade_to_newer_images_keeps_users_and_chats(host, address, en
         assert copied[image]["layers_left_out"] == copied[image]["layers"] > 0, (image, copied.get(image))
         assert copied[image]["bytes"] < 1_000_000, (image, copied[image])
     assert inspect(host, "solv-openwebui")["Config"]["Image"] == f"solv-lab/open-webui:{new['openwebui_image_tag']}"
+    # What changed restarted, nothing else (SearXNG's image and settings are the same).
     assert {n: _started(host, n) != started[n] for n in VLLM + GATEWAY} == \
-        {**{n: False for n in VLLM + GATEWAY}, "solv-litellm": True, "solv-openwebui": True}
+        {**{n: True for n in VLLM}, "solv-searxng": False, "solv-litellm": True, "solv-openwebui": True}
     # The Open WebUI gate signed in as the admin (the model list answers only to a signed-in user).
     gate = json.loads(host.file(f"{ROOT}/gates/solv-openwebui.json").content_string)
     assert [c["url"].rsplit("/", 1)[1] for c in gate["checks"]] == ["health", "models"] and gate["checks"][1]["signin"]
