@@ -28,7 +28,7 @@ MANIFEST = "bundle.json"
 IMAGES = "images.tar"
 MODELS = "models"
 # The roles whose one image runs on each host of their group (vllm: per instance; the others below).
-_ROLE_IMAGES = {"registry": "registry", "gateway": ("searxng", "litellm", "openwebui", "caddy"),
+_ROLE_IMAGES = {"registry": ("registry",), "gateway": ("searxng", "litellm", "openwebui", "caddy"),
                 monitoring.MONITORED: ("node_exporter",), monitoring.GPU_MONITORED: ("dcgm_exporter",),
                 monitoring.PROBING: ("blackbox_exporter",), monitoring.GROUP: ("alertmanager", "prometheus")}
 
@@ -57,11 +57,11 @@ def images(inv: Inventory) -> dict[str, list[str]]:
 
     for group, roles in _ROLE_IMAGES.items():
         for host in inv.in_group(group):
-            for role in (roles,) if isinstance(roles, str) else roles:
+            for role in roles:
                 add(_image(inv.hosts[host], host, role), host)
     gateways = {h: inv.hosts[h] for h in inv.in_group("gateway")}
     for host in gateways:
-        if gateway.redis_plan(host, gateways, 6379)["runs_here"]:
+        if gateway.redis_plan(host, gateways, gateway.REDIS_PORT)["runs_here"]:
             add(_image(inv.hosts[host], host, "litellm_redis"), host)
         if monitoring.runs_grafana(host, inv.ordered_groups, inv.hosts):
             add(_image(inv.hosts[host], host, "grafana"), host)
