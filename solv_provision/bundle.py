@@ -69,8 +69,7 @@ def images(inv: Inventory) -> dict[str, list[str]]:
     for host in inv.in_group("inference"):
         hv = inv.hosts[host]
         own = [routing.model_defaults(m) for m in hv.get("vllm_models") or []]
-        member_of = [g for g, members in groups.items() if host in members]
-        for instance in multinode.host_instances(host, own, inv.hosts, groups, member_of):
+        for instance in multinode.host_instances(host, own, inv.hosts, groups, inv.group_names(host)):
             add(routing.instance_image(instance, _var(hv, host, "vllm_image"), _var(hv, host, "vllm_image_tag"))["ref"],
                 host)
     return {ref: sorted(hosts) for ref, hosts in sorted(found.items())}

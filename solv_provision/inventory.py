@@ -56,6 +56,7 @@ class Inventory:
     ordered_groups: dict[str, list[str]] = field(default_factory=dict)
     # Groups the monitoring rules compute, which Ansible does not know (--limit cannot name them).
     computed: frozenset[str] = frozenset()
+    _member_of: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def ansible_groups(self) -> dict[str, list[str]]:
@@ -67,6 +68,15 @@ class Inventory:
 
     def ordered_group(self, group: str) -> list[str]:
         return self.ordered_groups.get(group, [])
+
+    def group_names(self, host: str) -> list[str]:
+        """The groups `host` is in (Ansible's `group_names`, with the computed groups), read once for all hosts."""
+        if self._member_of is None:
+            self._member_of = {}
+            for group, members in self.groups.items():
+                for member in members:
+                    self._member_of.setdefault(member, []).append(group)
+        return self._member_of.get(host, [])
 
     def provenance(self, host: str, key: str) -> Path | None:
         """The file that sets `key` for `host`, most specific first; None when unknown."""

@@ -110,9 +110,8 @@ def expected_units(inv: Inventory, host: str) -> list[str]:
         models = inv.hosts.get(host, {}).get("vllm_models") or []
         if isinstance(models, list):
             units += [f"{VLLM_PREFIX}{m['name']}" for m in models if isinstance(m, Mapping) and m.get("name")]
-        group_names = [g for g, members in inv.ordered_groups.items() if host in members]
         units += [f"{VLLM_PREFIX}{m['name']}" for m in multinode.host_instances(
-            host, [], inv.hosts, inv.ordered_groups, group_names)]  # the models across hosts it follows
+            host, [], inv.hosts, inv.ordered_groups, inv.group_names(host))]  # the models across hosts it follows
     if host in inv.in_group("gateway"):
         units += list(GATEWAY_UNITS)
     if host in inv.in_group("registry"):

@@ -283,10 +283,6 @@ def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]], store_che
     embedding = routing.embedding_names(instances)
     malformed = any(inv.hosts[h].get("vllm_models") and not _models(inv, h) for h in inv.in_group("inference"))
     gateways = _gateways(inv, mistyped)
-    member_of: dict[str, list[str]] = {}
-    for group, members in inv.groups.items():
-        for member in members:
-            member_of.setdefault(member, []).append(group)
     for host in inv.hosts:
         own_address = addresses.host_address(inv.hosts[host], host)
         for role in rules.roles_of(g for g in GROUP_ROLES if host in inv.in_group(g)):
@@ -299,7 +295,7 @@ def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]], store_che
                        "redis": _redis_plan(inv, host, gateways, mistyped), "store_checked": store_checked,
                        "model_store": staged_models.host_store(inv.hosts[host]),
                        "host": host, "hostvars": inv.hosts, "groups": inv.ordered_groups,
-                       "group_names": member_of.get(host, [])}
+                       "group_names": inv.group_names(host)}
             for key, message in rules.role_problems(role, values, context, check_types=False):
                 yield Problem(message, host, key)
 
