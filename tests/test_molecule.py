@@ -1,6 +1,6 @@
 """Every Molecule scenario, run for real (create -> converge -> idempotence -> verify -> destroy).
 
-Each needs the lab images (`solv-provision lab images`; scripts/test.sh builds them first) and a Docker
+Each needs the lab images (`solv-provision lab images`; scripts/test.sh builds them before) and a Docker
 engine; without one they are skipped with the reason. Output is kept and shown when a scenario fails.
 """
 
@@ -16,8 +16,8 @@ import pytest
 
 from conftest import REPO
 
-# Cheapest first: a broken base shows up before the long stack scenarios run.
-SCENARIOS = ["gpu-base", "default", "multi-node"]
+# The one-host stack (with the GPU base's checks) before the three hosts.
+SCENARIOS = ["default", "multi-node"]
 TIMEOUT_S = 1800
 
 
