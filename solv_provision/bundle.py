@@ -8,6 +8,7 @@ is in it once); `<dir>/models/`: the staged models (a model store: `<org>--<name
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -81,9 +82,31 @@ def staged_models(inv: Inventory) -> list[tuple[Path, models.ModelRef]]:
     return sorted((Path(store), ref) for store, refs in wanted.items() for ref in refs)
 
 
-def image_archive(archive: str, bundle_dir: str) -> str:
-    """The archive an image comes from: the bundle's (it holds every image of the inventory), else the role's."""
-    return f"{bundle_dir.rstrip('/')}/{IMAGES}" if bundle_dir else archive
+def image_archive(archive: str, bundle_dir: str, image: str = "") -> str:
+    """The archive `image` comes from: the bundle's when it holds the image (it holds every image of the inventory
+    it was made from), else the image's own archive (a release given as one, e.g. an upgrade's `-e ..._image_tag`);
+    the bundle's when there is neither, so that the failure names the bundle."""
+    if not bundle_dir:
+        return archive
+    if archive and image and image not in held_images(bundle_dir):
+        return archive
+    return f"{bundle_dir.rstrip('/')}/{IMAGES}"
+
+
+def held_images(bundle_dir: str) -> frozenset[str]:
+    """The images bundle.json lists (none when it cannot be read), read again only when it changed."""
+    try:
+        return _held_images(str(Path(bundle_dir) / MANIFEST), (Path(bundle_dir) / MANIFEST).stat().st_mtime_ns)
+    except OSError:
+        return frozenset()
+
+
+@functools.lru_cache(maxsize=8)
+def _held_images(manifest: str, _mtime_ns: int) -> frozenset[str]:
+    try:
+        return frozenset(image["ref"] for image in json.loads(Path(manifest).read_text()).get("images", []))
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return frozenset()
 
 
 def unstaged_models(inv: Inventory) -> list[str]:
@@ -307,16 +330,23 @@ class Served:
             "http": {"addr": f"{bracketed(self.address)}:{self.port}"}}))
         log = (self.state_dir / "registry.log").open("ab")
         self.process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
+        try:
+            self._wait_until_it_answers()
+        except BaseException:  # a stop while it starts (Ctrl-C, SIGTERM) ends it too
+            self.__exit__()
+            raise
+        return self
+
+    def _wait_until_it_answers(self) -> None:
         probe = registry.Registry(self.reference, timeout=2)
         for _ in range(50):
             if self.process.poll() is not None:
                 raise BundleError(f"the registry exited at start ({self.state_dir / 'registry.log'} says why)")
             try:
                 probe.check()
-                return self
+                return
             except registry.RegistryError:
                 time.sleep(0.2)
-        self.__exit__()
         raise BundleError(f"the registry did not answer on {self.reference} ({self.state_dir / 'registry.log'})")
 
     def __exit__(self, *exc) -> None:

@@ -153,7 +153,7 @@ def validate(inventories, vault_password_file):
 
 
 def bundle_options(f):
-    """--bundle and where the registry serving it listens (apply, check)."""
+    """--bundle and where the registry serving it listens (apply, check, upgrade)."""
     options = [
         click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, exists=True),
                      help="Converge from this offline bundle (`bundle create`): images through a registry, models "
@@ -238,9 +238,10 @@ def check(**options):
 @click.option("--backup-dir", default="solv-backups", show_default=True, type=click.Path(file_okay=False),
               help="Where the backup taken before the first gateway host goes (see `backup`).")
 @click.option("--keep", type=click.IntRange(min=0), default=7, show_default=True, help="Backups kept per host.")
+@bundle_options
 @no_traceback
 def upgrade(inventories, limit, tags, extra_vars, forks, verbose, vault_password_file, service, serial, backup_dir,
-            keep):
+            keep, bundle_dir, bundle_address, bundle_port):
     """Roll the inventory out with the least downtime: every new image made present on every host first, then
     inference hosts SERIAL at a time, a backup of the gateways' data, then gateway hosts SERIAL at a time;
     stops at the first host that fails its health gate (rolled back there) and names the hosts left untouched.
@@ -249,7 +250,8 @@ def upgrade(inventories, limit, tags, extra_vars, forks, verbose, vault_password
     """
     if tags:
         fail("upgrade takes --service, not --tags")
-    inv = load_and_validate(inventories, vault_password_file)
+    bundle_dir = str(Path(bundle_dir).resolve()) if bundle_dir else None
+    inv = load_and_validate(inventories, vault_password_file, bundle_dir=bundle_dir)
     from solv_provision import runner
     from solv_provision.upgrade import Options, run_upgrade
 
@@ -257,9 +259,10 @@ def upgrade(inventories, limit, tags, extra_vars, forks, verbose, vault_password
         if limit:
             runner.check_limit(limit, hosts=inv.hosts, groups=inv.ansible_groups)
         runner.check_extra_vars(extra_vars)
+    with bundle_served(inv, bundle_dir, bundle_address, bundle_port) as bundle_vars, usage_errors():
         code = run_upgrade(inv, inventories=list(inventories), options=Options(
-            service=service, limit=limit, serial=serial, extra_vars=tuple(extra_vars), forks=forks, verbose=verbose,
-            vault_password_file=vault_password_file, backup_dir=backup_dir, keep=keep))
+            service=service, limit=limit, serial=serial, extra_vars=tuple(extra_vars) + tuple(bundle_vars),
+            forks=forks, verbose=verbose, vault_password_file=vault_password_file, backup_dir=backup_dir, keep=keep))
     sys.exit(code)
 
 
@@ -546,11 +549,14 @@ def bundle_verify(directory):
 def bundle_serve(directory, address, port):
     """Serve a bundle's images to the hosts until Ctrl-C, for plain ansible-playbook runs: set solv_bundle_dir to
     DIRECTORY and solv_bundle_registry to what this prints. (`apply --bundle` does both by itself.)"""
+    import signal
     import time
 
     from solv_provision import bundle as offline
     from solv_provision import paths
 
+    # A stop by kill, systemd or timeout ends the registry too (as Ctrl-C does), not only this process.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         offline.read(Path(directory))
         with offline.Served(paths.state_dir() / "bundle-registry", address, port) as served:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -130,7 +131,8 @@ def test_this_machine_s_registry_serves_the_bundle_s_images_by_digest(tmp_path, 
 
 
 @pytest.mark.docker
-def test_apply_from_a_bundle_that_lacks_an_image_touches_no_host(cli, tmp_path, tiny_image, monkeypatch):
+@pytest.mark.parametrize("verb", ["apply", "upgrade"])
+def test_a_run_from_a_bundle_that_lacks_an_image_touches_no_host(cli, tmp_path, tiny_image, monkeypatch, verb):
     import ansible_runner
 
     inv = _inventory(tmp_path)
@@ -144,6 +146,91 @@ def test_apply_from_a_bundle_that_lacks_an_image_touches_no_host(cli, tmp_path, 
         raise AssertionError("ansible-runner was started")
 
     monkeypatch.setattr(ansible_runner, "run", forbidden)
-    result = cli("apply", "-i", inv, "--bundle", out)
+    result = cli(verb, "-i", inv, "--bundle", out)
     assert result.exit_code == 2, result.output
     assert f"--bundle: {out}: has no image {TINY}:newer (run on gw-1)" in result.output
+
+
+@pytest.mark.docker
+def test_upgrade_from_a_bundle_runs_with_this_machine_s_registry_serving_it(cli, tmp_path, tiny_image, monkeypatch):
+    """`upgrade --bundle` (a new release brought as a new bundle): every pass of the rollout sees the bundle and the
+    registry serving it, which runs for the upgrade and stops with it."""
+    if not shutil.which("docker-registry"):
+        pytest.skip("needs Debian's docker-registry (scripts/setup.sh installs it)")
+    from solv_provision import registry, upgrade
+
+    inv = _inventory(tmp_path)
+    out = tmp_path / "bundle"
+    bundle.create(inventory.load([inv]), out, echo=lambda _: None)
+    seen = {}
+
+    def rollout(inv, *, inventories, options):
+        seen.update(json.loads(options.extra_vars[-1]))
+        registry.Registry(seen["solv_bundle_registry"], timeout=2).check()  # it answers during the rollout
+        return 0
+
+    monkeypatch.setattr(upgrade, "run_upgrade", rollout)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    result = cli("upgrade", "-i", inv, "--bundle", out, "--bundle-address", "127.0.0.1")
+    assert result.exit_code == 0, result.output
+    assert seen["solv_bundle_dir"] == str(out.resolve()) and seen["solv_bundle_registry"].startswith("127.0.0.1:")
+    with pytest.raises(registry.RegistryError):
+        registry.Registry(seen["solv_bundle_registry"], timeout=1).check()
+
+
+def test_an_image_the_bundle_lacks_comes_from_its_own_archive(tmp_path):
+    """The bundle's images.tar for the images bundle.json lists; a release given as its own archive (an upgrade's
+    `-e ..._image_tag`) from that archive; without one the bundle's, whose failure then names the bundle."""
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "bundle.json").write_text(json.dumps({"format": 1, "images": [{"ref": f"{TINY}:vllm"}]}))
+    images_tar = f"{out}/images.tar"
+    assert bundle.image_archive("/lab/vllm.tar", str(out), f"{TINY}:vllm") == images_tar
+    assert bundle.image_archive("/lab/vllm-next.tar", str(out), f"{TINY}:next") == "/lab/vllm-next.tar"
+    assert bundle.image_archive("", str(out), f"{TINY}:next") == images_tar
+    assert bundle.image_archive("/lab/vllm.tar", "", f"{TINY}:vllm") == "/lab/vllm.tar"
+    assert bundle.image_archive("/lab/x.tar", str(tmp_path / "none"), f"{TINY}:vllm") == "/lab/x.tar"
+    # A bundle made again in the same place is read again.
+    (out / "bundle.json").write_text(json.dumps({"format": 1, "images": [{"ref": f"{TINY}:next"}]}))
+    os.utime(out / "bundle.json", ns=(1, 1))
+    assert bundle.image_archive("/lab/vllm-next.tar", str(out), f"{TINY}:next") == images_tar
+
+
+def test_bundle_serve_stopped_by_sigterm_stops_its_registry(tmp_path):
+    """`bundle serve` in the background (a plain ansible-playbook run's registry) ends by kill or timeout: the
+    registry it started ends with it and frees its port."""
+    if not shutil.which("docker-registry"):
+        pytest.skip("needs Debian's docker-registry (scripts/setup.sh installs it)")
+    import signal
+    import socket
+    import sys
+    import time
+
+    from solv_provision import registry
+
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "bundle.json").write_text(json.dumps({"format": 1, "images": []}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cli = Path(sys.executable).with_name("solv-provision")
+    serve = subprocess.Popen([str(cli), "bundle", "serve", str(out), "--address", "127.0.0.1", "--port", str(port)],
+                             env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        site = registry.Registry(f"127.0.0.1:{port}", timeout=1)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                site.check()
+                break
+            except registry.RegistryError:
+                assert time.monotonic() < deadline and serve.poll() is None, serve.stdout.read()
+                time.sleep(0.2)
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=20) == 0
+        with pytest.raises(registry.RegistryError):
+            site.check()
+    finally:
+        serve.kill()

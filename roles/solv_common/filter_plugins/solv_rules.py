@@ -42,9 +42,10 @@ def solv_listen(bind_address, own_address):
     return addresses.listen(bind_address, own_address)
 
 
-def solv_image_archive(archive, bundle_dir):
-    """{{ archive | solv_image_archive(solv_bundle_dir) }}: the offline bundle's images.tar when one is given."""
-    return bundle.image_archive(archive or "", bundle_dir or "")
+def solv_image_archive(archive, bundle_dir, image=""):
+    """{{ archive | solv_image_archive(solv_bundle_dir, image) }}: the offline bundle's images.tar when it holds the
+    image, else the image's own archive (see solv_provision.bundle.image_archive)."""
+    return bundle.image_archive(archive or "", bundle_dir or "", image or "")
 
 
 def solv_model_store(store, bundle_dir):
