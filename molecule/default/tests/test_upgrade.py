@@ -4,7 +4,8 @@
   staged first, vLLM rolled out, the gateway's data backed up before the gateway host is touched, nothing that
   did not change restarts, and the stack answers through LiteLLM afterwards. A user and a chat made through Open
   WebUI's API before are the same rows, byte for byte, after; the backup taken before holds them too and matches
-  its checksum. The new images' archives reach the host without the layers it has. An `apply` without the vLLM
+  its checksum. The new images (the lab's archives: the offline bundle lacks them) reach the host through the
+  registry serving the bundle, which gets none of their layers (it has them all). An `apply` without the vLLM
   change puts it back; last in this file, the gateway stays on the -next images (the scenario ends after the
   side effect, which touches vLLM and LiteLLM's config only).
 - `check` after a hand edit of a config file on the host shows that file's diff and exits 3.
@@ -39,15 +40,15 @@ def _cli(*args, state_dir=None):
     return run, run.stdout + run.stderr
 
 
-def _images_copied(state_dir):
-    """{image: solv_image_copy's result} of the runs whose artifacts are under state_dir."""
-    copied = {}
+def _images_pushed(state_dir):
+    """{image: solv_registry_push's result} of the runs whose artifacts are under state_dir."""
+    pushed = {}
     for path in state_dir.rglob("job_events/*.json"):
         event = json.loads(path.read_text())
         data = event.get("event_data", {})
-        if event.get("event") == "runner_on_ok" and data.get("task_action", "").endswith("solv_image_copy"):
-            copied[data["task"].rsplit("| ", 1)[1]] = data["res"]
-    return copied
+        if event.get("event") == "runner_on_ok" and data.get("task_action", "").endswith("solv_registry_push"):
+            pushed[data["task"].rsplit("| ", 1)[1]] = data["res"]
+    return pushed
 
 
 def _started(host, name):
@@ -133,12 +134,16 @@ def _upgraded(host, address, tmp_path, run, output, new, started, before, ids):
     for name in VLLM:
         assert env_file(host, f"{ROOT}/vllm/{name.removeprefix('solv-vllm-')}/env")["SOLV_UPGRADE_TEST"] == "2"
     assert inspect(host, "solv-litellm")["Config"]["Image"] == f"solv-lab/litellm:{new['litellm_image_tag']}"
-    # The new releases differ from the running ones in their config only: their archives reached the host without
-    # a layer (Open WebUI's is 3 GB whole).
-    copied = _images_copied(tmp_path / "state")
+    # The new releases, which the offline bundle lacks, came as the lab's archives through the same registry. They
+    # differ from the running ones in their config only: the registry got no layer (Open WebUI's archive is 3 GB).
+    pushed = _images_pushed(tmp_path / "state")
+    registry = host.ansible.get_variables()["solv_bundle_registry"]
     for image in (f"solv-lab/litellm:{new['litellm_image_tag']}", f"solv-lab/open-webui:{new['openwebui_image_tag']}"):
-        assert copied[image]["layers_left_out"] == copied[image]["layers"] > 0, (image, copied.get(image))
-        assert copied[image]["bytes"] < 1_000_000, (image, copied[image])
+        assert pushed[image]["reference"].startswith(f"{registry}/"), (image, pushed.get(image))
+        assert 0 < pushed[image]["uploaded"] < 1_000_000, (image, pushed[image])
+        assert pushed[image]["reference"] in json.loads(
+            host.check_output("docker image inspect -f '{{json .RepoDigests}}' %s", image)), image
+    assert not host.file(f"{ROOT}/images").exists, "an image archive was copied to the host"
     assert inspect(host, "solv-openwebui")["Config"]["Image"] == f"solv-lab/open-webui:{new['openwebui_image_tag']}"
     # What changed restarted, nothing else (SearXNG's image and settings are the same).
     assert {n: _started(host, n) != started[n] for n in VLLM + GATEWAY} == \
