@@ -14,7 +14,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -330,24 +329,17 @@ class Served:
             "http": {"addr": f"{bracketed(self.address)}:{self.port}"}}))
         log = (self.state_dir / "registry.log").open("ab")
         self.process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
-        try:
-            self._wait_until_it_answers()
-        except BaseException:  # a stop while it starts (Ctrl-C, SIGTERM) ends it too
+        try:  # a stop while it starts (Ctrl-C, SIGTERM) or a failed start ends it too
+            registry.Registry(self.reference, timeout=2).wait(10, alive=lambda: self.process.poll() is None)
+        except BaseException as exc:
+            exited = self.process.poll() is not None
             self.__exit__()
-            raise
+            if not isinstance(exc, registry.RegistryError):
+                raise
+            log = self.state_dir / "registry.log"
+            raise BundleError(f"the registry exited at start ({log} says why)" if exited
+                              else f"the registry did not answer on {self.reference} ({log})") from exc
         return self
-
-    def _wait_until_it_answers(self) -> None:
-        probe = registry.Registry(self.reference, timeout=2)
-        for _ in range(50):
-            if self.process.poll() is not None:
-                raise BundleError(f"the registry exited at start ({self.state_dir / 'registry.log'} says why)")
-            try:
-                probe.check()
-                return
-            except registry.RegistryError:
-                time.sleep(0.2)
-        raise BundleError(f"the registry did not answer on {self.reference} ({self.state_dir / 'registry.log'})")
 
     def __exit__(self, *exc) -> None:
         if self.process and self.process.poll() is None:

@@ -14,8 +14,9 @@ import http.client
 import json
 import ssl
 import tarfile
+import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,6 +159,19 @@ class Registry:
 
     def check(self) -> None:
         self._request("GET", "/v2/")
+
+    def wait(self, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> None:
+        """Until the registry answers (a registry just started); RegistryError when timeout_s pass first, or at once
+        when alive() says the process behind it has gone."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.check()
+                return
+            except RegistryError:
+                if not alive() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def has_manifest(self, repo: str, digest: str) -> bool:
         resp, _ = self._request("HEAD", f"/v2/{repo}/manifests/{digest}", headers={"Accept": OCI_MANIFEST},

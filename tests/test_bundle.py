@@ -204,7 +204,6 @@ def test_bundle_serve_stopped_by_sigterm_stops_its_registry(tmp_path):
     import signal
     import socket
     import sys
-    import time
 
     from solv_provision import registry
 
@@ -220,17 +219,24 @@ def test_bundle_serve_stopped_by_sigterm_stops_its_registry(tmp_path):
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         site = registry.Registry(f"127.0.0.1:{port}", timeout=1)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                site.check()
-                break
-            except registry.RegistryError:
-                assert time.monotonic() < deadline and serve.poll() is None, serve.stdout.read()
-                time.sleep(0.2)
+        site.wait(30, alive=lambda: serve.poll() is None)
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=20) == 0
         with pytest.raises(registry.RegistryError):
             site.check()
     finally:
         serve.kill()
+
+
+def test_a_registry_that_cannot_start_is_one_line_naming_its_log(tmp_path):
+    """Its port taken by another program: docker-registry exits at start; the error says so and names the log."""
+    if not shutil.which("docker-registry"):
+        pytest.skip("needs Debian's docker-registry (scripts/setup.sh installs it)")
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(bundle.BundleError, match="the registry exited at start .*registry.log says why"):
+            with bundle.Served(tmp_path, "127.0.0.1", taken.getsockname()[1]):
+                pass

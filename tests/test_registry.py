@@ -122,15 +122,7 @@ def site_registry(tmp_path_factory):
     subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:5000",
                     "-v", f"{config}:/etc/docker/registry/config.yml:ro", image], check=True, capture_output=True)
     site = registry.Registry(f"127.0.0.1:{port}")
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            site.check()
-            break
-        except registry.RegistryError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
+    site.wait(30)
     yield site
     subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
