@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import posixpath
 import ssl
 import tarfile
 import time
@@ -36,7 +37,8 @@ class RegistryError(Exception):
 class Blob:
     digest: str
     size: int
-    member: str  # the archive member holding it
+    member: str  # the archive member manifest.json names (what `docker load` opens)
+    source: str  # the regular member holding its bytes: `member`, or what that link leads to
 
 
 @dataclass(frozen=True)
@@ -100,13 +102,24 @@ def read_archive(path: str, image: str) -> ArchiveImage:
                 raise RegistryError(f"{path}: {image} lists {len(entry['Layers'])} layers for {len(diff_ids)} diff IDs")
             layers = []
             for name, digest in zip(entry["Layers"], diff_ids):
-                member = members.get(name)
-                if member is None:
+                source = _regular(members, name)
+                if source is None:
                     raise RegistryError(f"{path}: layer {name} of {image} is missing")
-                layers.append(Blob(digest, member.size, name))
+                layers.append(Blob(digest, source.size, name, source.name.removeprefix("./")))
     except (OSError, tarfile.TarError, ValueError, KeyError, TypeError) as exc:
         raise RegistryError(f"{path}: not a readable image archive ({exc})") from exc
     return ArchiveImage(tuple(entry["RepoTags"]), config, tuple(layers))
+
+
+def _regular(members, name: str, hops: int = 8):
+    """The regular member `name` is, or leads to through links: `docker save` (legacy layout) stores a layer that
+    several images list under different IDs once, and the other IDs' layer.tar are symbolic links to it."""
+    member = members.get(name)
+    while member is not None and (member.issym() or member.islnk()) and hops > 0:
+        target = posixpath.join(posixpath.dirname(name), member.linkname) if member.issym() else member.linkname
+        name, hops = posixpath.normpath(target).removeprefix("./"), hops - 1
+        member = members.get(name)
+    return member if member is not None and member.isfile() else None
 
 
 def _member_bytes(tar, members, name, path) -> bytes:
@@ -209,7 +222,7 @@ def push(registry: Registry, archive: str, image: str) -> dict:
         for blob in held.layers:
             if blob.digest in sent or registry.has_blob(repo, blob.digest):
                 continue
-            registry.upload_blob(repo, blob.digest, blob.size, _Hashed(tar.extractfile(blob.member), blob))
+            registry.upload_blob(repo, blob.digest, blob.size, _Hashed(tar.extractfile(blob.source), blob))
             sent.add(blob.digest)
             result["uploaded"] += blob.size
     if not registry.has_blob(repo, held.image_id):
@@ -222,15 +235,18 @@ def push(registry: Registry, archive: str, image: str) -> dict:
 
 
 class _Hashed:
-    """A layer's bytes as read from the archive, checked against the digest the manifest will name (a
-    registry rejects a mismatch too, but this names the archive's member)."""
+    """A layer's bytes as read from the archive, checked against the size sent as Content-Length and the digest
+    the manifest will name (a registry rejects a mismatch too, but this names the archive's member)."""
 
     def __init__(self, handle, blob: Blob):
-        self.handle, self.blob, self.hash = handle, blob, hashlib.sha256()
+        self.handle, self.blob, self.hash, self.read_bytes = handle, blob, hashlib.sha256(), 0
 
     def read(self, size=_CHUNK):
         data = self.handle.read(size if size and size > 0 else _CHUNK)
         self.hash.update(data)
+        self.read_bytes += len(data)
+        if self.read_bytes > self.blob.size:
+            raise RegistryError(f"layer {self.blob.source}: longer than its {self.blob.size} bytes")
         if not data and "sha256:" + self.hash.hexdigest() != self.blob.digest:
-            raise RegistryError(f"layer {self.blob.member}: its content is not {self.blob.digest}")
+            raise RegistryError(f"layer {self.blob.source}: its content is not {self.blob.digest}")
         return data

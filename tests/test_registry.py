@@ -17,31 +17,52 @@ from solv_provision import registry
 from solv_provision.lab_images import REPO, versions
 
 
-def _tar_bytes(files: dict[str, bytes]) -> bytes:
+def _tar_bytes(files: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
     return buf.getvalue()
 
 
 def make_archive(path, image: str, layers: list[dict[str, bytes]], *, corrupt: bool = False) -> str:
     """A `docker save` archive (legacy layout, as Debian's Docker 20.10 writes it) of one image; returns the
     image ID. corrupt: one layer's bytes differ from the diff ID the config names."""
-    layer_tars = [_tar_bytes(files) for files in layers]
-    diff_ids = ["sha256:" + hashlib.sha256(t).hexdigest() for t in layer_tars]
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/hello"]},
-                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
-    config_name = hashlib.sha256(config).hexdigest() + ".json"
-    members = {config_name: config}
-    for i, t in enumerate(layer_tars):
-        members[f"layer{i}/layer.tar"] = (t + b"\0" * 512) if corrupt and i == 0 else t
-    members["manifest.json"] = json.dumps([{"Config": config_name, "RepoTags": [image],
-                                            "Layers": [f"layer{i}/layer.tar" for i in range(len(layers))]}]).encode()
-    path.write_bytes(_tar_bytes(members))
-    return "sha256:" + hashlib.sha256(config).hexdigest()
+    return make_images_archive(path, {image: layers}, corrupt=corrupt)[image]
+
+
+def make_images_archive(path, images: dict[str, list[dict[str, bytes]]], *, corrupt: bool = False) -> dict[str, str]:
+    """The archive of several images (`docker save a b`): a layer two images list is stored once, under the first's
+    directory, and the other's layer.tar is a symbolic link to it, as Docker writes it. Returns the image IDs."""
+    members, links, index, ids, stored = {}, {}, [], {}, {}
+    for n, (image, layers) in enumerate(images.items()):
+        layer_tars = [_tar_bytes(files) for files in layers]
+        diff_ids = ["sha256:" + hashlib.sha256(t).hexdigest() for t in layer_tars]
+        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/hello"]},
+                             "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+        config_name = hashlib.sha256(config).hexdigest() + ".json"
+        members[config_name] = config
+        names = [f"layer{i}/layer.tar" if n == 0 else f"image{n}-layer{i}/layer.tar" for i in range(len(layers))]
+        for name, t, diff_id in zip(names, layer_tars, diff_ids):
+            if diff_id in stored:
+                links[name] = f"../{stored[diff_id]}"
+            else:
+                members[name] = (t + b"\0" * 512) if corrupt and not stored else t
+                stored[diff_id] = name
+        index.append({"Config": config_name, "RepoTags": [image], "Layers": names})
+        ids[image] = "sha256:" + hashlib.sha256(config).hexdigest()
+    members["manifest.json"] = json.dumps(index).encode()
+    path.write_bytes(_tar_bytes(members, links))
+    return ids
+
+
+BASE = {"base.txt": b"a base layer\n" * 1000}
 
 
 # --- reading archives (no Docker) --------------------------------------------------------------------------
@@ -58,6 +79,18 @@ def test_read_archive_describes_the_image_without_reading_its_layers(tmp_path):
     assert [layer["digest"] for layer in manifest["layers"]] == [b.digest for b in held.layers]
     # The same archive gives the same manifest digest on every run (hosts pull by it).
     assert registry.read_archive(str(archive), "solv-test/hello:1.0").manifest_digest == held.manifest_digest
+
+
+def test_a_layer_stored_once_for_two_images_is_read_through_the_link_to_it(tmp_path):
+    """What failed a push in CI: Docker stores a layer two images list once; the other's layer.tar is a link of size
+    0, and its bytes (and size, the manifest's and the upload's Content-Length) are those of the file it leads to."""
+    archive = tmp_path / "two.tar"
+    make_images_archive(archive, {"solv-test/base:1": [BASE], "solv-test/app:1": [BASE, {"app": b"app"}]})
+    base = registry.read_archive(str(archive), "solv-test/base:1").layers[0]
+    shared, own = registry.read_archive(str(archive), "solv-test/app:1").layers
+    assert (shared.member, shared.source) == ("image1-layer0/layer.tar", "layer0/layer.tar")
+    assert shared.size == base.size == len(_tar_bytes(BASE)) and shared.digest == base.digest
+    assert own.source == own.member == "image1-layer1/layer.tar"
 
 
 def test_read_archive_names_what_the_archive_holds_instead(tmp_path):
@@ -160,6 +193,39 @@ def test_a_second_image_sends_only_the_layers_the_registry_lacks(site_registry, 
     second = registry.push(site_registry, str(two), "solv-test/layers:two")
     held = registry.read_archive(str(two), "solv-test/layers:two")
     assert second["uploaded"] == held.layers[1].size + len(held.config)
+
+
+@pytest.mark.docker
+def test_images_docker_saved_together_are_pushed_and_pulled_as_themselves(site_registry, tmp_path):
+    """`docker save` of an image and one built on it (Docker links the layer they share): both pushed, both pulled
+    by digest as the very images saved."""
+    run = time.monotonic_ns()
+    base, app, archive = f"solv-test/saved-base:{run}", f"solv-test/saved-app:{run}", tmp_path / "saved.tar"
+    remove, references = ["docker", "image", "rm", "-f", base, app], []
+    try:
+        subprocess.run(["docker", "import", "-", base], input=_tar_bytes(BASE), check=True, capture_output=True)
+        box = subprocess.run(["docker", "create", base, "/app"], check=True, capture_output=True,
+                             text=True).stdout.strip()
+        (tmp_path / "app").write_text("app\n")
+        subprocess.run(["docker", "cp", str(tmp_path / "app"), f"{box}:/app"], check=True, capture_output=True)
+        subprocess.run(["docker", "commit", box, app], check=True, capture_output=True)
+        subprocess.run(["docker", "rm", box], check=True, capture_output=True)
+        subprocess.run(["docker", "save", "-o", str(archive), base, app], check=True, capture_output=True)
+        with tarfile.open(archive) as tar:
+            assert any(m.issym() for m in tar.getmembers()), "no layer stored as a link: the test proves nothing"
+        ids = {image: subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", image], check=True,
+                                     capture_output=True, text=True).stdout.strip() for image in (base, app)}
+        for image in (base, app):
+            pushed = registry.push(site_registry, str(archive), image)
+            references.append(f"{site_registry.address}/{pushed['repository']}@{pushed['digest']}")
+        subprocess.run(remove, capture_output=True, check=False)
+        for image, reference in zip((base, app), references):
+            subprocess.run(["docker", "pull", "-q", reference], check=True, capture_output=True)
+            pulled = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", reference], check=True,
+                                    capture_output=True, text=True).stdout.strip()
+            assert pulled == ids[image]
+    finally:
+        subprocess.run([*remove, *references], capture_output=True, check=False)
 
 
 @pytest.mark.docker

@@ -1,6 +1,6 @@
-"""An image archive sent without the layers the host has (solv_provision.thin_archives, solv_common's
-solv_image_copy): which layers are left out, what the smaller archive holds, and Docker loading it as the very image
-the whole archive holds."""
+"""An image archive sent as that image alone, without the layers the host has (solv_provision.thin_archives,
+solv_common's solv_image_copy): which layers are left out, what the smaller archive holds, and Docker loading it as
+the very image the whole archive holds."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import tarfile
 import time
 
 import pytest
-from test_registry import _docker_answers, make_archive
+from test_registry import _docker_answers, make_archive, make_images_archive
 
 from solv_provision import registry, thin_archives
 
@@ -45,7 +45,7 @@ def test_the_smaller_archive_lacks_exactly_the_files_of_the_layers_left_out(tmp_
     archive, thin = tmp_path / "two.tar", tmp_path / "thin.tar"
     make_archive(archive, "solv-test/thin:2", [BASE, MIDDLE, {"top": b"2"}])
     held = registry.read_archive(str(archive), "solv-test/thin:2")
-    size = thin_archives.write_without_layers(str(archive), held, 2, str(thin))
+    size = thin_archives.write_image(str(archive), held, 2, str(thin))
     assert size == thin.stat().st_size < archive.stat().st_size
     assert _members(thin) == sorted(set(_members(archive)) - {"layer0/layer.tar", "layer1/layer.tar"})
     # What is kept is byte for byte the archive's (the config, so the image ID, and the top layer).
@@ -59,8 +59,29 @@ def test_layers_under_a_tenth_of_the_archive_are_sent_anyway(tmp_path):
     make_archive(archive, "solv-test/thin:2", [MIDDLE, {"top": b"t" * 200_000}])
     held = registry.read_archive(str(archive), "solv-test/thin:2")
     small, big = held.layers
-    assert thin_archives.plan(str(archive), "solv-test/thin:2", [json.dumps([small.digest])]) == (held, 0)
-    assert thin_archives.plan(str(archive), "solv-test/thin:2", [json.dumps([small.digest, big.digest])]) == (held, 2)
+    assert thin_archives.plan(str(archive), "solv-test/thin:2", [json.dumps([small.digest])]) == \
+        thin_archives.Plan(held, 0, write=False)
+    assert thin_archives.plan(str(archive), "solv-test/thin:2", [json.dumps([small.digest, big.digest])]) == \
+        thin_archives.Plan(held, 2, write=True)
+
+
+def test_an_image_of_a_bundle_is_sent_alone_its_shared_layer_as_a_file(tmp_path):
+    """An offline bundle holds every image in one archive, a layer two images list stored once (the other's is a
+    link): one image is sent alone, each of its layers a file under the name its entry gives it."""
+    archive, thin = tmp_path / "bundle.tar", tmp_path / "thin.tar"
+    make_images_archive(archive, {"solv-test/big:1": [{"big": b"b" * 500_000}], "solv-test/base:1": [BASE],
+                                  "solv-test/app:1": [BASE, {"app": b"app"}]})
+    chosen = thin_archives.plan(str(archive), "solv-test/app:1", [])
+    assert chosen.write and chosen.left_out == 0
+    thin_archives.write_image(str(archive), chosen.held, 0, str(thin))
+    with tarfile.open(archive) as a, tarfile.open(thin) as t:
+        assert all(m.isfile() for m in t.getmembers())
+        [entry] = json.loads(t.extractfile("manifest.json").read())
+        assert entry["RepoTags"] == ["solv-test/app:1"]
+        assert entry["Layers"] == ["image2-layer0/layer.tar", "image2-layer1/layer.tar"]
+        assert t.extractfile("image2-layer0/layer.tar").read() == a.extractfile("image1-layer0/layer.tar").read()
+    alone = registry.read_archive(str(thin), "solv-test/app:1")
+    assert (alone.image_id, alone.manifest_digest) == (chosen.held.image_id, chosen.held.manifest_digest)
 
 
 def test_an_archive_that_is_not_one_is_named(tmp_path):
@@ -84,9 +105,10 @@ def test_docker_loads_the_smaller_archive_as_the_image_the_whole_one_holds(tmp_p
                              text=True).stdout.split()
         lines = subprocess.run(["docker", "image", "inspect", "--format", "{{json .RootFS.Layers}}", *set(ids)],
                                check=True, capture_output=True, text=True).stdout.splitlines()
-        held, present = thin_archives.plan(str(tmp_path / "two.tar"), two, lines)
-        assert present == 2
-        thin_archives.write_without_layers(str(tmp_path / "two.tar"), held, present, str(thin))
+        chosen = thin_archives.plan(str(tmp_path / "two.tar"), two, lines)
+        held = chosen.held
+        assert chosen.left_out == 2 and chosen.write
+        thin_archives.write_image(str(tmp_path / "two.tar"), held, 2, str(thin))
         subprocess.run(["docker", "load", "-q", "-i", str(thin)], check=True, capture_output=True)
         loaded = json.loads(subprocess.run(["docker", "image", "inspect", two], check=True, capture_output=True,
                                            text=True).stdout)[0]

@@ -1,6 +1,6 @@
-"""solv_image_copy: an image archive copied from the controller to `dest` on the host, without the files of the layers
-the host has already (solv_provision.thin_archives): the controller writes that smaller archive to a temporary
-file, ansible.builtin.copy sends it (mode 0600, root), the temporary file is removed.
+"""solv_image_copy: an image archive copied from the controller to `dest` on the host as that image alone, without the
+files of the layers the host has already (solv_provision.thin_archives): the controller writes that smaller archive
+to a temporary file, ansible.builtin.copy sends it (mode 0600, root), the temporary file is removed.
 
 Arguments: archive (controller path), image (name:tag in it), dest (host path), host_layers (the lines of
 `docker image inspect --format '{{json .RootFS.Layers}}'` over the host's images; empty: send the whole archive).
@@ -34,15 +34,15 @@ class ActionModule(ActionBase):
             return {**result, "failed": True, "msg": f"solv_image_copy: {', '.join(missing)} missing"}
         archive = str(args["archive"])
         try:
-            held, present = thin_archives.plan(archive, str(args["image"]), args.get("host_layers") or [])
+            chosen = thin_archives.plan(archive, str(args["image"]), args.get("host_layers") or [])
         except registry.RegistryError as exc:
             return {**result, "failed": True, "msg": str(exc)}
         src, scratch = archive, None
         try:
-            if present and not self._task.check_mode:
+            if chosen.write and not self._task.check_mode:
                 fd, scratch = tempfile.mkstemp(prefix="solv-image-", suffix=".tar")
                 os.close(fd)
-                thin_archives.write_without_layers(archive, held, present, scratch)
+                thin_archives.write_image(archive, chosen.held, chosen.left_out, scratch)
                 src = scratch
             sent = os.path.getsize(src)
             copied = self._copy(src, str(args["dest"]), task_vars)
@@ -52,7 +52,7 @@ class ActionModule(ActionBase):
             if scratch:
                 os.unlink(scratch)
         result.update(copied)
-        result.update(layers=len(held.layers), layers_left_out=present, bytes=sent)
+        result.update(layers=len(chosen.held.layers), layers_left_out=chosen.left_out, bytes=sent)
         return result
 
     def _copy(self, src, dest, task_vars):
