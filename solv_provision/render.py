@@ -117,6 +117,8 @@ def render_files(inv: Inventory, inventories: list[str], what: str, *, host: str
     with tempfile.TemporaryDirectory(prefix="solv-render-") as tmp:
         out = Path(tmp) / "out"
         extra = _extra_vars(inv, services=services_of(what), hosts=hosts, out=out)
+        for name in hosts:  # the folder unit files go to, which a real host has (a module call less in the play)
+            (out / name / "etc/systemd/system").mkdir(parents=True)
         _run_render_play(tmp, inventories=inventories, hosts=hosts, extra=extra,
                          vault_password_file=vault_password_file)
         return _read_back(out)
