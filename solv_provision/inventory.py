@@ -193,26 +193,26 @@ def _resolve(templar, allvars, key):
 # compares both loaders' host variables); any other file is read by Ansible's loader. Everything else (inventory
 # plugins, group order, precedence, group_vars/host_vars lookup) stays Ansible's own.
 _TEMPLATE_MARKS = ("{{", "{%", "{#")
-_DEFER = object()
+PLAIN_DEFER = object()
 
 
 class _PlainLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """libyaml's safe loader: any tag (`!vault`, `!unsafe`) is an error, which sends the file to Ansible."""
 
 
-def _plain_yaml(path: str) -> Any:
-    """The file's data when it is plain YAML, else _DEFER."""
+def plain_yaml(path: str) -> Any:
+    """The file's data when it is plain YAML, else PLAIN_DEFER."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        return _DEFER
+        return PLAIN_DEFER
     if not text.strip() or text.lstrip().startswith("$ANSIBLE_VAULT") or any(m in text for m in _TEMPLATE_MARKS):
-        return _DEFER
+        return PLAIN_DEFER
     try:
         data = yaml.load(text, Loader=_PlainLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError:
-        return _DEFER  # Ansible's loader reports it, with its own message
-    return data if _templating_is_identity(data) else _DEFER
+        return PLAIN_DEFER  # Ansible's loader reports it, with its own message
+    return data if _templating_is_identity(data) else PLAIN_DEFER
 
 
 def _templating_is_identity(value: Any) -> bool:
@@ -239,12 +239,12 @@ def _plain_yaml_first(data_loader: type) -> type:
 
         def load_from_file(self, file_name, cache="all", unsafe=False, json_only=False, trusted_as_template=False):
             path = self.path_dwim(file_name)
-            data = self._plain_cache.get(path, _DEFER) if cache != "none" else _DEFER
-            if data is _DEFER and not json_only:
-                data = _plain_yaml(path)
-                if data is not _DEFER and cache != "none":
+            data = self._plain_cache.get(path, PLAIN_DEFER) if cache != "none" else PLAIN_DEFER
+            if data is PLAIN_DEFER and not json_only:
+                data = plain_yaml(path)
+                if data is not PLAIN_DEFER and cache != "none":
                     self._plain_cache[path] = data
-            if data is _DEFER:
+            if data is PLAIN_DEFER:
                 return super().load_from_file(file_name, cache=cache, unsafe=unsafe, json_only=json_only,
                                               trusted_as_template=trusted_as_template)
             return data if unsafe else copy.deepcopy(data)

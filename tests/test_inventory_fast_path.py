@@ -48,11 +48,10 @@ def test_a_generated_site_loads_the_same(tmp_path):
     assert len(fast[1]) == 41 and len(fast[2]["gpu-0007"]["vllm_models"]) == 4
 
 
-def test_vault_jinja_tags_and_precedence_go_the_same_way(tmp_path, monkeypatch):
+def _mixed_site(tmp_path: Path) -> Path:
     """Plain files next to ones only Ansible can read: vault-encrypted values, a template over another variable,
     an !unsafe string, a lookup; group order (depth, then name), group_vars/all under group_vars/<group>, a
     group_vars directory, host vars in the inventory file under host_vars/<host>."""
-    monkeypatch.setenv("SOLV_TEST_PORT", "8123")
     (tmp_path / "group_vars" / "inference").mkdir(parents=True)
     (tmp_path / "host_vars").mkdir()
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {
@@ -72,12 +71,18 @@ def test_vault_jinja_tags_and_precedence_go_the_same_way(tmp_path, monkeypatch):
         "litellm_extra_env:\n  PORT: \"{{ lookup('env', 'SOLV_TEST_PORT') }}\"\n"
         "litellm_master_key: !vault |\n" + _vaulted("sk-from-the-vault"))
     (tmp_path / "host_vars" / "gpu-1.yml").write_text("vllm_start_timeout: 333\nvllm_image_tag: host-var\n")
+    return tmp_path
+
+
+def test_vault_jinja_tags_and_precedence_go_the_same_way(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOLV_TEST_PORT", "8123")
+    _mixed_site(tmp_path)
     read = {}
-    original = inventory._plain_yaml
-    monkeypatch.setattr(inventory, "_plain_yaml", lambda p: read.setdefault(p, original(p)))
+    original = inventory.plain_yaml
+    monkeypatch.setattr(inventory, "plain_yaml", lambda p: read.setdefault(p, original(p)))
     fast, reference = both(tmp_path, str(VAULT_PASSWORD))
     assert fast == reference
-    by_libyaml = sorted(str(Path(p).relative_to(tmp_path)) for p, data in read.items() if data is not inventory._DEFER)
+    by_libyaml = sorted(str(Path(p).relative_to(tmp_path)) for p, data in read.items() if data is not inventory.PLAIN_DEFER)
     assert by_libyaml == ["group_vars/all.yml", "group_vars/inference/a.yml", "host_vars/gpu-1.yml", "hosts.yml"]
     hosts = fast[2]
     assert hosts["gpu-1"]["vllm_start_timeout"] == 333 and hosts["gpu-1"]["vllm_image_tag"] == "host-var"
@@ -85,6 +90,44 @@ def test_vault_jinja_tags_and_precedence_go_the_same_way(tmp_path, monkeypatch):
     assert hosts["gpu-2"]["vllm_extra_env"] == {"A": 222} and hosts["gw-1"]["solv_firewall"] is True
     assert hosts["gw-1"]["litellm_extra_env"] == {"PORT": "8123"}
     assert isinstance(hosts["gw-1"]["litellm_master_key"], inventory.Unresolved)  # vault: decrypted by the run
+
+
+@pytest.mark.parametrize("site", ["example", "lab", "generated", "mixed"])
+def test_ansible_playbook_reads_group_and_host_vars_the_same(site, tmp_path, monkeypatch):
+    """plugins/vars/solv_host_group_vars (ansible.cfg) against Ansible's own host_group_vars: every host's variables
+    as `ansible-inventory --list` gives them. Values read by libyaml are not marked trusted as templates (they have
+    no template to trust); that mark is the only difference, and it is left out of the comparison."""
+    import json
+    import subprocess
+
+    from solv_provision.runner import ansible_env
+
+    monkeypatch.setenv("SOLV_TEST_PORT", "8123")
+    source = {"example": REPO / "inventories" / "example", "lab": REPO / "inventories" / "lab",
+              "generated": tmp_path / "generated", "mixed": tmp_path / "mixed"}[site]
+    if site == "generated":
+        inventory_gen.write(source, 40)
+    elif site == "mixed":
+        _mixed_site(source)
+
+    def listed(**env):
+        argv = ["ansible-inventory", "-i", str(source), "--list", "--vault-password-file", str(VAULT_PASSWORD)]
+        done = subprocess.run(argv, env={**ansible_env(), **env}, capture_output=True, text=True, check=True)
+        return _without_trust(json.loads(done.stdout))
+
+    ours, ansibles = listed(), listed(ANSIBLE_VARS_ENABLED="host_group_vars")
+    assert ours == ansibles
+    assert len(ours["_meta"]["hostvars"]) == len(inventory.load([source], str(VAULT_PASSWORD)).hosts)
+
+
+def _without_trust(value):
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: _without_trust(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_trust(v) for v in value]
+    return value
 
 
 def _vaulted(text: str) -> str:
@@ -99,10 +142,10 @@ def _vaulted(text: str) -> str:
 def test_anything_but_plain_yaml_goes_to_ansible(tmp_path, text):
     path = tmp_path / "f.yml"
     path.write_text(text)
-    assert inventory._plain_yaml(str(path)) is inventory._DEFER
+    assert inventory.plain_yaml(str(path)) is inventory.PLAIN_DEFER
 
 
 def test_plain_yaml_is_read_by_libyaml(tmp_path):
     path = tmp_path / "f.yml"
     path.write_text("a: [1, 2.5, true, null, 'x']\nb: {c: d}\n")
-    assert inventory._plain_yaml(str(path)) == {"a": [1, 2.5, True, None, "x"], "b": {"c": "d"}}
+    assert inventory.plain_yaml(str(path)) == {"a": [1, 2.5, True, None, "x"], "b": {"c": "d"}}
