@@ -22,7 +22,7 @@ images_ready=$(mktemp -u)
     > "$images_log" 2>&1 &
 images_pid=$!
 unit_pid=
-trap 'pkill -P $images_pid 2> /dev/null; kill $images_pid $unit_pid 2> /dev/null || true' EXIT
+trap '{ pkill -P "$images_pid"; kill "$images_pid" $unit_pid; } 2> /dev/null || true' EXIT
 images_failed() {
     tail -n 50 "$images_log"
     echo "test.sh: the lab images failed to build (log above)" >&2
