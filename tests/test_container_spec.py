@@ -132,3 +132,20 @@ def test_pending_files_compares_numeric_owners_by_id():
     seen = {"exists": True, "isdir": False, "checksum": sha1, "mode": "0600", "owner": "systemd-x", "uid": 977}
     assert filters.solv_pending_files(files, {"/e": seen}) == []
     assert filters.solv_pending_files(files, {"/e": dict(seen, uid=0)}) == files
+
+
+def test_render_gives_the_hash_the_host_s_own_files_give():
+    """`render` writes under an output folder (out/<host>/opt/solv/...): the spec hash, shown in the unit and set
+    as the container's label, leaves that folder out, so it is what `apply` gives that host, on every render."""
+    out = "/tmp/solv-render-x1y2/out/gpu-1"
+
+    def spec(prefix, render_prefix=""):
+        return filters.solv_container_spec(params(
+            root_dir=f"{prefix}/opt/solv", systemd_dir=f"{prefix}/etc/systemd/system", render_prefix=render_prefix,
+            volumes=[f"{prefix}/opt/solv/demo/data:/data"],
+            files=[{"name": "config.yaml", "content": f"data: {prefix}/opt/solv/demo/data\n"}]))
+
+    host = spec("")
+    assert spec(out, render_prefix=out)["sha"] == host["sha"]
+    assert spec("/tmp/solv-render-other/out/gpu-1", render_prefix="/tmp/solv-render-other/out/gpu-1")["sha"] == host["sha"]
+    assert spec(out)["sha"] != host["sha"]  # without it, the folder would be in the hash

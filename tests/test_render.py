@@ -97,6 +97,13 @@ def test_render_vllm_units_per_instance(vllm_files):
     assert "VLLM_API_KEY" not in coder  # the key is in the env file, never on the command line
 
 
+def test_render_gives_the_same_files_every_time(vllm_files):
+    """The unit's spec hash is the host's (not the render folder's, which differs on each run): renders compare."""
+    again = _render("vllm", "-i", EXAMPLE, "--host", "gpu-a")
+    assert _files(again.output) == vllm_files
+    assert "solv.spec=" in vllm_files["gpu-a/etc/systemd/system/solv-vllm-llama-8b.service"]
+
+
 def test_render_host_that_does_not_run_the_service_is_a_usage_error(cli):
     result = cli("render", "litellm", "-i", EXAMPLE, "--host", "gpu-a")
     assert result.exit_code == 2

@@ -196,13 +196,25 @@ def solv_file_args(f):
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
+def _without(prefix, value):
+    """value with `prefix` taken out of every string (nothing when prefix is empty)."""
+    if not prefix:
+        return value
+    if isinstance(value, dict):
+        return {k: _without(prefix, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without(prefix, v) for v in value]
+    return value.replace(prefix, "") if isinstance(value, str) else value
+
+
 def solv_container_spec(params):
     """Everything the mechanism derives from one container's parameters, computed on the controller.
 
     params: name, description, image, image_config (the image's {entrypoint, cmd}, None when unknown),
     command, entrypoint, user, env, dir, files, dirs, volumes, ports, network, memory_limit, cpu_limit,
     docker_args, start_timeout, stop_timeout, root_dir, systemd_dir, log_driver, log_opts (the caller
-    passes both timeouts: each service role has its own).
+    passes both timeouts: each service role has its own); render_prefix (render mode: the output folder the
+    paths are under, left out of the hash, so it is the one the host's own files give).
     Returns: name, description, image, dir, unit_path, env_path, sha (the wanted-state hash, also the
     container's `solv.spec` label), run_args, files (env file, config files, unit not included),
     dirs, start_timeout, stop_timeout.
@@ -259,7 +271,8 @@ def solv_container_spec(params):
         "log_driver": params.get("log_driver") or "",
         "log_opts": dict(params.get("log_opts") or {}),
     }
-    sha = solv_spec_sha({"run": run, "files": [[f["path"], f["content"]] for f in files]})
+    sha = solv_spec_sha(_without(str(params.get("render_prefix") or ""),
+                                 {"run": run, "files": [[f["path"], f["content"]] for f in files]}))
     run["labels"] = {"solv.spec": sha, "solv.image": run["image"]}
     return {
         "name": name,
