@@ -105,7 +105,7 @@ def read_archive(path: str, image: str) -> ArchiveImage:
                 source = _regular(members, name)
                 if source is None:
                     raise RegistryError(f"{path}: layer {name} of {image} is missing")
-                layers.append(Blob(digest, source.size, name, source.name.removeprefix("./")))
+                layers.append(Blob(digest, source.size, name, source.name))
     except (OSError, tarfile.TarError, ValueError, KeyError, TypeError) as exc:
         raise RegistryError(f"{path}: not a readable image archive ({exc})") from exc
     return ArchiveImage(tuple(entry["RepoTags"]), config, tuple(layers))
