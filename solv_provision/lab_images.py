@@ -383,29 +383,28 @@ def build(only: tuple[str, ...] = (), force: bool = False,
     logs = paths.cache_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     selected = select(images, only)
-    if not force and all(_fresh(i, recipe_hash(i, by_ref)) for i in selected):
+    recipes = {i.ref: recipe_hash(i, by_ref) for i in selected}
+    log_of = {i.ref: logs / f"{i.name}-{i.tag}.log" for i in selected}
+    if not force and all(_fresh(i, recipes[i.ref]) for i in selected):
         lock = contextlib.nullcontext()  # nothing to do: do not wait behind another build
     else:
         lock = build_lock()
     results = []
     with lock, ThreadPoolExecutor(max_workers=1) as pip:
-        stale = {i.ref for i in selected if force or image_label(i.ref) != recipe_hash(i, by_ref)}
-        for img in selected:
-            if img.ref in stale:
-                (logs / f"{img.name}-{img.tag}.log").write_text("")
+        stale = {i.ref for i in selected if force or image_label(i.ref) != recipes[i.ref]}
+        for ref in stale:
+            log_of[ref].write_text("")
         # The pip trees (minutes of downloads for Open WebUI's) are fetched beside the debootstraps and docker builds
         # of the other images; the images that need one are built last.
-        trees = {i.ref: pip.submit(pip_target, i.pip, logs / f"{i.name}-{i.tag}.log")
-                 for i in selected if i.pip and i.ref in stale}
+        trees = {i.ref: pip.submit(pip_target, i.pip, log_of[i.ref]) for i in selected if i.pip and i.ref in stale}
         for img in build_order(selected, set(trees)):
-            recipe = recipe_hash(img, by_ref)
-            log = logs / f"{img.name}-{img.tag}.log"
+            log = log_of[img.ref]
             start = time.monotonic()
             if img.ref not in stale:
                 action = "up to date"
             else:
                 progress(f"building {img.ref} (log: {log})")
-                build_one(img, recipe, log, trees.get(img.ref))
+                build_one(img, recipes[img.ref], log, trees.get(img.ref))
                 action = "built"
             res = Result(img.ref, action, 0.0, image_size(img.ref))
             if img.archive:

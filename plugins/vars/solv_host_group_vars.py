@@ -51,7 +51,9 @@ DOCUMENTATION = """
       - vars_plugin_staging
 """
 
-_PLAIN: dict[tuple[str, int], object] = {}  # (path, mtime) -> its data, or the marker for "Ansible's loader"
+# (path, mtime) -> its data, or the marker for "Ansible's loader". Keyed by mtime too: a process that loads an
+# inventory again after editing it (solv-provision itself, the tests) must not get the old data.
+_PLAIN: dict[tuple[str, int], object] = {}
 
 
 class VarsModule(HostGroupVars):
