@@ -1,7 +1,7 @@
 """An offline bundle: everything an inventory needs at a site without internet, written on a machine with it.
 
-`<dir>/images.tar`: every container image the inventory runs, one `docker save` (a layer shared by several images
-is in it once); `<dir>/models/`: the staged models (a model store: `<org>--<name>/<revision>/` with its manifest);
+`<dir>/images.tar`: every container image the inventory runs, and the one the GPU hosts' container check starts,
+one `docker save` (a layer shared by several images is in it once); `<dir>/models/`: the staged models (a model store: `<org>--<name>/<revision>/` with its manifest);
 `<dir>/bundle.json`: what is in it, with versions and checksums. `verify` checks all of it against bundle.json.
 """
 
@@ -49,7 +49,7 @@ def _image(hostvars: Mapping[str, Any], host: str, prefix: str) -> str:
 
 
 def images(inv: Inventory) -> dict[str, list[str]]:
-    """{image (name:tag): the hosts that run it} for every image the inventory runs."""
+    """{image (name:tag): the hosts that run it} for every image the inventory runs (the GPU check's included)."""
     found: dict[str, set[str]] = {}
 
     def add(ref: str, host: str) -> None:
@@ -68,11 +68,23 @@ def images(inv: Inventory) -> dict[str, list[str]]:
     groups = inv.ordered_groups
     for host in inv.in_group("inference"):
         hv = inv.hosts[host]
+        if check := _gpu_check_image(hv, host):
+            add(check, host)
         own = [routing.model_defaults(m) for m in hv.get("vllm_models") or []]
         for instance in multinode.host_instances(host, own, inv.hosts, groups, inv.group_names(host)):
             add(routing.instance_image(instance, _var(hv, host, "vllm_image"), _var(hv, host, "vllm_image_tag"))["ref"],
                 host)
     return {ref: sorted(hosts) for ref, hosts in sorted(found.items())}
+
+
+def _gpu_check_image(hostvars: Mapping[str, Any], host: str) -> str:
+    """The image nvidia_container_toolkit starts to see the GPUs (none when its check is off): at a site without
+    internet it comes from the bundle like every other, so it must be named as the archive lists it (name:tag)."""
+    image = _var(hostvars, host, "nvidia_container_toolkit_verify_image")
+    if image and ":" not in image.rsplit("/", 1)[-1]:
+        raise BundleError(f"host {host}: nvidia_container_toolkit_verify_image {image} has no tag; name one "
+                          f"({image}:<tag>), or set it empty to skip the GPU check")
+    return image
 
 
 def staged_models(inv: Inventory) -> list[tuple[Path, models.ModelRef]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from solv_provision import bundle, inventory, models
+from solv_provision import bundle, inventory, models, specs
 
 TINY = "solv-test/bundle-tiny"
 
@@ -53,7 +53,8 @@ def _inventory(tmp_path: Path) -> Path:
     tags = {f"{role}_image_tag": role for role in ("vllm", "searxng", "litellm", "openwebui", "caddy")}
     inv = tmp_path / "inv"
     inv.mkdir()
-    (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"vars": {**images, **tags}, "children": {
+    check = {"nvidia_container_toolkit_verify_image": f"{TINY}:vllm"}  # the GPU check's image, held already
+    (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"vars": {**images, **tags, **check}, "children": {
         "inference": {"hosts": {"gpu-1": {"ansible_host": "192.0.2.11", "vllm_gpu_mode": "none",
                                           "vllm_model_store": str(store), "vllm_models": [
             {"name": "tiny", "model": "org/tiny", "port": 8001},
@@ -89,6 +90,30 @@ def test_a_bundle_holds_every_image_once_and_the_staged_models_and_verify_catche
         f.write(b"\0" * 1024)
     damaged = cli("bundle", "verify", out)
     assert "images.tar: sha256 differs from bundle.json" in damaged.output
+
+
+def _gpu_check_inventory(tmp_path: Path, check: dict) -> inventory.Inventory:
+    inv = tmp_path / "check"
+    inv.mkdir(parents=True)
+    (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"vars": {"vllm_image": "vllm/vllm-openai"}, "children": {
+        "inference": {"hosts": {"gpu-1": {**check, "vllm_models": [{"name": "a", "model": "/m", "port": 8001}]},
+                                "gpu-2": {"vllm_models": [{"name": "b", "model": "/m", "port": 8001}]}}}}}}))
+    return inventory.load([inv])
+
+
+def test_the_gpu_check_s_image_is_in_the_bundle_of_each_inference_host_that_starts_it(tmp_path):
+    """A GPU host of an air-gapped site starts nvidia_container_toolkit's check container from the bundle: without
+    it the check would try Docker Hub and fail the run."""
+    vllm = f"vllm/vllm-openai:{specs.default('vllm_image_tag')}"
+    default = specs.default("nvidia_container_toolkit_verify_image")
+    assert bundle.images(_gpu_check_inventory(tmp_path / "1", {})) == {vllm: ["gpu-1", "gpu-2"],
+                                                                        default: ["gpu-1", "gpu-2"]}
+    assert bundle.images(_gpu_check_inventory(tmp_path / "2", {"nvidia_container_toolkit_verify_image": ""})) == {
+        vllm: ["gpu-1", "gpu-2"], default: ["gpu-2"]}
+    with pytest.raises(bundle.BundleError, match="host gpu-1: nvidia_container_toolkit_verify_image "
+                                                 "registry:5000/cuda has no tag"):
+        bundle.images(_gpu_check_inventory(tmp_path / "3", {"nvidia_container_toolkit_verify_image":
+                                                            "registry:5000/cuda"}))
 
 
 def test_bundle_create_refuses_a_model_the_store_lacks(cli, tmp_path):
