@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -149,3 +150,19 @@ def test_render_gives_the_hash_the_host_s_own_files_give():
     assert spec(out, render_prefix=out)["sha"] == host["sha"]
     assert spec("/tmp/solv-render-other/out/gpu-1", render_prefix="/tmp/solv-render-other/out/gpu-1")["sha"] == host["sha"]
     assert spec(out)["sha"] != host["sha"]  # without it, the folder would be in the hash
+
+
+def test_the_unit_runs_exactly_the_spec_s_docker_run_arguments():
+    """The unit is rendered by solv_unit_file (the template compiled once per process, not per container): its
+    ExecStart, unquoted as systemd does, is `docker run` with the spec's arguments, hard values included."""
+    spec = filters.solv_container_spec(params(command=["--say", *HARD_VALUES.values(), "100%"]))
+    unit = filters.solv_unit_file(spec, "/usr/bin/docker", 5)
+    assert unit.startswith("#\n# Ansible managed\n#\n# SOLV container solv-demo, image demo:1.\n") and unit.endswith("\n")
+    lines = unit.replace("\\\n", " ").splitlines()
+    exec_start = next(line for line in lines if line.startswith("ExecStart="))
+    # systemd's unquoting of these words: shlex's, with %% and $$ halved.
+    argv = [w.replace("%%", "%").replace("$$", "$") for w in shlex.split(exec_start.removeprefix("ExecStart="))]
+    assert argv == ["/usr/bin/docker", "run", *spec["run_args"]]
+    assert "RestartSec=5" in lines and "ExecStartPre=-/usr/bin/docker rm -f solv-demo" in lines
+    assert f"# The running container carries the label solv.spec={spec['sha']}: the hash of this" in lines
+

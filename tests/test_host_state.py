@@ -173,8 +173,10 @@ def test_without_docker_the_reading_is_unusable(host):
 # --- what container_run.yml does, decided from what container_files.yml found ----------------------------
 from solv_common import solv_container_actions, solv_container_state  # noqa: E402
 
-SPEC = {"sha": "abc", "unit_path": "/etc/systemd/system/solv-one.service", "image": "solv/one:1.0", "start_timeout": 60}
+SPEC = {"sha": "abc", "unit_path": "/etc/systemd/system/solv-one.service", "image": "solv/one:1.0", "start_timeout": 60,
+        "dirs": [{"path": "/opt/solv/one", "mode": "0750"}]}
 RUNNING = {"image_id": IMAGE_ID, "network_exists": True,
+           "paths": {"/opt/solv/one": {"exists": True, "isdir": True, "mode": "0750", "owner": "root", "group": "root"}},
            "container": {"exists": True, "running": True, "image_id": IMAGE_ID, "labels": {"solv.spec": "abc"}},
            "unit": {"load_state": "loaded", "active_state": "active", "unit_file_state": "enabled",
                     "need_daemon_reload": False}}
@@ -217,6 +219,16 @@ def test_anything_that_differs_takes_the_container_out_of_sync(probe, spec, pend
     state = _state(probe, pending, spec)
     assert state["in_sync"] is False
     assert solv_container_actions(state, SPEC["image"], APPLY)[action] is True
+
+
+def test_a_file_or_directory_that_differs_is_written_even_where_nothing_restarts():
+    """container_files.yml skips its writing tasks (one include) only for a container in sync with nothing to write:
+    a health gate file that changed restarts nothing, and must still be written."""
+    assert _state()["writes"] is False
+    gate = _state(pending=({"path": "/opt/solv/gates/solv-one.json"},))
+    assert gate["in_sync"] is True and gate["writes"] is True
+    assert _state(_with(paths={"/opt/solv/one": {**RUNNING["paths"]["/opt/solv/one"], "mode": "0755"}}))["writes"] is True
+    assert _state(None)["writes"] is True  # nothing read: everything is written
 
 
 def test_made_present_earlier_in_the_run_is_not_made_again_and_staging_does_nothing():
