@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -334,3 +336,27 @@ def test_a_model_across_hosts_is_validated_before_any_host_is_touched(cli, tmp_p
     host, key = host_key
     assert any(f"host {host}" in line and key in line and message in line for line in result.output.splitlines()), \
         result.output
+
+
+def test_render_writes_only_below_its_output_folder(tmp_path):
+    """solv_render_files (render mode's writer: the controller itself, no module call) writes a container's
+    directories and files with their modes, and refuses any path outside the output folder before writing."""
+    out = tmp_path / "out"
+    play = tmp_path / "play.yml"
+    play.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"name": "inside", "solv_render_files": {"root": str(out), "dirs": [{"path": f"{out}/h/opt", "mode": "0750"}],
+                                                 "files": [{"path": f"{out}/h/opt/env", "mode": "0600",
+                                                            "content": "A='1'\n"}]}},
+        {"name": "outside", "solv_render_files": {"root": str(out), "files": [
+            {"path": f"{out}/h/opt/ok", "mode": "0644", "content": "x"},
+            {"path": f"{out}/../escaped", "mode": "0644", "content": "x"}]}}]}]))
+    env = {**os.environ, "ANSIBLE_ACTION_PLUGINS": str(REPO / "roles/solv_common/action_plugins"),
+           "ANSIBLE_LOCALHOST_WARNING": "0"}
+    run = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local",
+                          str(play)], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, check=False)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert (out / "h/opt/env").read_text() == "A='1'\n" and oct((out / "h/opt/env").stat().st_mode & 0o777) == "0o600"
+    assert oct((out / "h/opt").stat().st_mode & 0o777) == "0o750"
+    assert f"outside {out}: {out}/../escaped" in run.stdout
+    assert not (out / "h/opt/ok").exists() and not (tmp_path / "escaped").exists()

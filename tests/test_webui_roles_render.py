@@ -108,6 +108,7 @@ def rendered(tmp_path_factory):
                 **hostvars,
                 "ansible_python_interpreter": sys.executable,
                 "solv_render": True,
+                "solv_render_out": str(out),
                 "solv_root_dir": f"{out}/{name}/opt/solv",
                 "solv_systemd_dir": f"{out}/{name}/etc/systemd/system",
             }
