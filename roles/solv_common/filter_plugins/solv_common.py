@@ -386,10 +386,10 @@ _UNIT_TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "solv-conta
 
 
 def solv_unit_file(unit, docker_bin, restart_sec):
-    """{{ spec | solv_unit_file(solv_docker_bin, solv_container_restart_sec) }}: the
-    container's systemd unit, templates/solv-container.service.j2 rendered as Ansible's template lookup renders it
-    (trim_blocks, the trailing newline kept), from a template compiled once per process: the lookup compiled it
-    for every container, about 70 ms each of a run that changes nothing."""
+    """{{ spec | solv_unit_file(solv_docker_bin, solv_container_restart_sec) }}: the container's systemd unit,
+    templates/solv-container.service.j2 rendered as Ansible's template lookup renders it (trim_blocks, the trailing
+    newline kept), from a template compiled once per process: the lookup compiled it for every container, about
+    70 ms each of a run that changes nothing."""
     return _unit_template(_UNIT_TEMPLATE.stat().st_mtime_ns).render(
         __solv_unit=unit, solv_docker_bin=docker_bin, solv_container_restart_sec=restart_sec)
 
