@@ -268,6 +268,10 @@ def _models(inv: Inventory, host: str) -> list[dict[str, Any]]:
             m["port"] = int(m["port"])
             m["gpus"] = [int(g) for g in m["gpus"]]
             m["tensor_parallel_size"] = int(m["tensor_parallel_size"])
+            m["pipeline_parallel_size"] = int(m["pipeline_parallel_size"])
+            for key in routing.LIMIT_KEYS:
+                if m.get(key) is not None:
+                    m[key] = int(m[key])
         return models
     except (TypeError, ValueError):
         return []
