@@ -87,3 +87,27 @@ def test_wheel_carries_playbooks_and_roles(tmp_path):
                    "solv_provision/_content/roles/vllm/meta/argument_specs.yml",
                    "solv_provision/_content/plugins/vars/solv_host_group_vars.py"):
         assert needed in names, needed
+
+
+def _role_includes(node):
+    """Every include_role/import_role argument dict in a task file's parsed YAML, blocks included."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _role_includes(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key.split(".")[-1] in ("include_role", "import_role") and isinstance(value, dict):
+                yield value
+            elif key in ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks", "handlers"):
+                yield from _role_includes(value)
+
+
+def test_solv_common_is_included_without_reading_its_argument_specs_again():
+    """An include of solv_common with Ansible's default rolespec_validate reads and deep-copies its 17 KB
+    meta/argument_specs.yml each time (~30 ms, ~50 includes in a no-op run) for a check Ansible never makes
+    (a `tasks_from: X.yml` include is not checked against entry point X)."""
+    files = sorted((REPO / "roles").glob("*/tasks/*.yml")) + sorted((REPO / "playbooks").glob("*.yml"))
+    includes = [(f.relative_to(REPO), inc) for f in files for inc in _role_includes(yaml.safe_load(f.read_text()))
+                if inc.get("name") == "solv_common"]
+    assert len(includes) > 30
+    assert [str(f) for f, inc in includes if inc.get("rolespec_validate") is not False] == []
