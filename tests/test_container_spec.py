@@ -166,3 +166,53 @@ def test_the_unit_runs_exactly_the_spec_s_docker_run_arguments():
     assert "RestartSec=5" in lines and "ExecStartPre=-/usr/bin/docker rm -f solv-demo" in lines
     assert f"# The running container carries the label solv.spec={spec['sha']}: the hash of this" in lines
 
+
+
+def _host_as_wanted(wanted):
+    """What the host's reading would say of a container that runs exactly `wanted` (solv_container_wanted)."""
+    spec = wanted["container"]
+    paths = {d["path"]: {"exists": True, "isdir": True, "mode": d["mode"], "owner": "root", "group": "root"}
+             for d in spec["dirs"]}
+    paths.update({f["path"]: {"exists": True, "isdir": False, "checksum": filters._sha1(f["content"]),
+                              "mode": f["mode"], "owner": f.get("owner", "root")} for f in wanted["files"]})
+    return {"paths": paths, "image_id": "sha256:1", "image_config": params()["image_config"], "network_exists": True,
+            "container": {"exists": True, "running": True, "image_id": "sha256:1", "labels": {"solv.spec": spec["sha"]}},
+            "unit": {"load_state": "loaded", "active_state": "active", "unit_file_state": "enabled",
+                     "need_daemon_reload": False}}
+
+
+def test_wanted_state_in_sync_and_a_changed_health_check_written_without_a_restart():
+    """container_files.yml's two controller steps: solv_container_prepare (the paths, known before the image's
+    program) and solv_container_wanted (spec, files, state). A host running the wanted state is in sync with
+    nothing to write; a changed health check is written to the gate and restarts nothing."""
+    ctx = {"stage": False, "check_mode": False, "images_present": [], "networks_present": []}
+    base = {k: v for k, v in params(network="solv").items() if k != "image_config"}
+    prepared = filters.solv_container_prepare(base, None)
+    assert prepared["probe"] is None
+    gate = "/opt/solv/gates/solv-demo.json"
+    assert prepared["paths"][-2:] == ["/etc/systemd/system/solv-demo.service", gate]
+    checks = [{"url": "http://{container_address}:80/health"}]
+
+    def wanted(probe, checks=checks):
+        return filters.solv_container_wanted({**prepared, "probe": probe}, checks, ["/opt/solv/ca.crt"],
+                                             "/usr/bin/docker", 5, ctx)
+
+    assert wanted(None)["state"]["writes"]
+    image_only = {"paths": {}, "image_id": "sha256:1", "image_config": params()["image_config"], "network_exists": True,
+                  "container": {"exists": False, "running": False, "image_id": "", "labels": {}}, "unit": {}}
+    first = wanted(image_only)
+    assert first["state"]["writes"] and not first["state"]["in_sync"]
+    files = {f["path"]: f for f in first["files"]}
+    assert files["/etc/systemd/system/solv-demo.service"]["content"] == filters.solv_unit_file(
+        first["container"], "/usr/bin/docker", 5)
+    recorded = __import__("json").loads(files[gate]["content"])
+    assert recorded["checks"] == checks and gate not in recorded["paths"]
+    assert recorded["paths"] == [p for p in prepared["paths"] if p != gate] + ["/opt/solv/ca.crt"]
+
+    host = _host_as_wanted(first)
+    again = wanted(host)
+    assert again["container"]["sha"] == first["container"]["sha"]
+    assert again["state"]["in_sync"] and not again["state"]["writes"]
+    changed = wanted(host, checks=[{"url": "http://{container_address}:80/ready"}])
+    assert changed["state"]["in_sync"] and changed["state"]["writes"]
+    assert changed["container"]["sha"] == first["container"]["sha"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jinja2
 from ansible.errors import AnsibleFilterError
+from ansible.plugins.filter.core import to_nice_json
 
 _BARE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -322,6 +323,17 @@ def solv_cached_probe(host_state, name, image, paths, network):
     }
 
 
+def solv_container_prepare(params, reading):
+    """One container's parameters with what the mechanism knows before the image's program: `paths` (its
+    directories, files, unit and health gate: they do not depend on the image) and `probe`, what the host's
+    reading (solv_host_state) says of them (solv_cached_probe; None when the reading does not cover them)."""
+    spec = solv_container_spec(params)
+    gate = f"{params['root_dir']}/gates/{spec['name']}.json"
+    paths = [x["path"] for x in spec["dirs"] + spec["files"]] + [spec["unit_path"], gate]
+    probe = solv_cached_probe(reading, spec["name"], spec["image"], paths, params.get("network") or "")
+    return {**params, "paths": paths, "probe": probe}
+
+
 def solv_may_have_unit(reading, unit):
     """{{ solv_host_reading | default(none) | solv_may_have_unit('solv-prometheus') }}: whether the host may have the
     unit file <unit>.service. The host's reading (when usable) lists every solv-*.service file; without one, maybe.
@@ -382,6 +394,30 @@ def solv_container_state(spec, pending_files, probe, checks, network, ctx):
     return state
 
 
+def solv_container_wanted(params, checks, watch_paths, docker_bin, restart_sec, ctx):
+    """{{ __solv_container_params | solv_container_wanted(...) }}: one container's wanted state once the image's
+    program is known (params from solv_container_prepare, with `probe`): `container` (its spec), `files` (the
+    spec's files, the unit and the health gate), `probe` and `state` (solv_container_state).
+
+    The health gate (<root>/gates/<name>.json, 0600: its checks may carry API keys) is what `solv-provision status`
+    checks; it also lists the container's paths, which the next run's host reading (solv_host_state) describes.
+    It is not part of the spec hash, so a changed check restarts nothing.
+    """
+    probe = params.get("probe")
+    spec = solv_container_spec({**params, "image_config": (probe or {}).get("image_config")})
+    gate_path = f"{params['root_dir']}/gates/{spec['name']}.json"
+    gate = {"name": spec["name"], "checks": checks,
+            "paths": [p for p in params["paths"] if p != gate_path] + list(watch_paths)}
+    files = spec["files"] + [
+        {"path": spec["unit_path"], "mode": "0644", "secret": False,
+         "content": solv_unit_file(spec, docker_bin, restart_sec)},
+        {"path": gate_path, "mode": "0600", "secret": True, "content": to_nice_json(gate, sort_keys=True)},
+    ]
+    pending = solv_pending_files(files, (probe or {}).get("paths"))
+    state = solv_container_state(spec, pending, probe, checks, params.get("network") or "", ctx)
+    return {"container": spec, "files": files, "probe": probe, "state": state}
+
+
 _UNIT_TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "solv-container.service.j2"
 
 
@@ -416,7 +452,9 @@ class FilterModule:
             "solv_container_spec": solv_container_spec,
             "solv_arg_lines": solv_arg_lines,
             "solv_cached_probe": solv_cached_probe,
+            "solv_container_prepare": solv_container_prepare,
             "solv_may_have_unit": solv_may_have_unit,
             "solv_container_state": solv_container_state,
+            "solv_container_wanted": solv_container_wanted,
             "solv_container_actions": solv_container_actions,
         }
