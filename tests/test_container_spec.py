@@ -216,3 +216,21 @@ def test_wanted_state_in_sync_and_a_changed_health_check_written_without_a_resta
     changed = wanted(host, checks=[{"url": "http://{container_address}:80/ready"}])
     assert changed["state"]["in_sync"] and changed["state"]["writes"]
     assert changed["container"]["sha"] == first["container"]["sha"]
+
+
+def test_the_plan_waits_for_the_image_s_program_and_keeps_every_container_s_state():
+    """solv_container_plan: without a reading that covers the container there is no wanted state yet
+    (container_files.yml probes it alone, then plans again with the probe); the states of the host's containers
+    are carried from plan to plan, so container_run.yml finds each by name."""
+    settings = {"checks": [], "watch_paths": [], "docker_bin": "/usr/bin/docker", "restart_sec": 5, "render": False,
+                "stage": False, "check_mode": False, "images_present": [], "networks_present": []}
+    base = {k: v for k, v in params(network="solv").items() if k != "image_config"}
+    first = filters.solv_container_plan(base, None, settings)
+    assert first["wanted"] is None and first["containers"] == {}
+    image_only = {"paths": {}, "image_id": "sha256:1", "image_config": params()["image_config"], "network_exists": True,
+                  "container": {"exists": False, "running": False, "image_id": "", "labels": {}}, "unit": {}}
+    probed = filters.solv_container_plan(first["params"], None, settings, first, probe=image_only)
+    assert probed["wanted"]["probe"] == image_only and list(probed["containers"]) == ["solv-demo"]
+    other = filters.solv_container_plan({**base, "name": "solv-other"}, None, {**settings, "render": True}, probed)
+    assert other["wanted"] is not None and sorted(other["containers"]) == ["solv-demo", "solv-other"]
+    assert other["containers"]["solv-demo"] == probed["wanted"]["state"]

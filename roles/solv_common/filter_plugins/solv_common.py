@@ -373,7 +373,7 @@ def solv_container_actions(state, image, ctx):
 
 
 def solv_container_state(spec, pending_files, probe, checks, network, ctx):
-    """What container_files.yml leaves for container_run.yml about one container (__solv_containers[name]): the
+    """What container_files.yml leaves for container_run.yml about one container (its plan's containers[name]): the
     wanted spec hash, whether the unit file changes, what the probe saw, the health gate, `in_sync`: nothing
     for container_run.yml to do (solv_container_actions all false), so it does not enter its task chain, and
     `writes`: a file (`pending_files`) or directory differs from the probe."""
@@ -395,9 +395,9 @@ def solv_container_state(spec, pending_files, probe, checks, network, ctx):
 
 
 def solv_container_wanted(params, checks, watch_paths, docker_bin, restart_sec, ctx):
-    """{{ __solv_container_params | solv_container_wanted(...) }}: one container's wanted state once the image's
-    program is known (params from solv_container_prepare, with `probe`): `container` (its spec), `files` (the
-    spec's files, the unit and the health gate), `probe` and `state` (solv_container_state).
+    """One container's wanted state once the image's program is known (params from solv_container_prepare, with
+    `probe`; solv_container_plan calls it): `container` (its spec), `files` (the spec's files, the unit and the
+    health gate), `probe` and `state` (solv_container_state).
 
     The health gate (<root>/gates/<name>.json, 0600: its checks may carry API keys) is what `solv-provision status`
     checks; it also lists the container's paths, which the next run's host reading (solv_host_state) describes.
@@ -416,6 +416,34 @@ def solv_container_wanted(params, checks, watch_paths, docker_bin, restart_sec, 
     pending = solv_pending_files(files, (probe or {}).get("paths"))
     state = solv_container_state(spec, pending, probe, checks, params.get("network") or "", ctx)
     return {"container": spec, "files": files, "probe": probe, "state": state}
+
+
+def solv_container_plan(params, reading, settings, previous=None, probe=None):
+    """{{ __solv_params | solv_container_plan(...) }}: what container_files.yml knows of one container, computed
+    once per step (a set_fact evaluates each key's template on its own: one key, one evaluation).
+
+    settings: checks, watch_paths, docker_bin, restart_sec (solv_container_wanted's), render, and the context of
+    solv_container_state (stage, check_mode, images_present, networks_present): solv_common's
+    __solv_container_settings.
+    Returns params, paths and probe (solv_container_prepare; `probe` given: the container probed alone, which
+    replaces what the reading says), `wanted` (solv_container_wanted), and `containers`: the `previous` plan's
+    states of this host's containers with this one's (container_run.yml reads it by name). `wanted` is none while
+    the image's program is unknown (not covered by the reading, or its image missing: the caller probes it
+    alone, makes the image present and plans again with `probe`); in render mode or with `probe` it is
+    always computed (a dry run names the program as a placeholder).
+    """
+    prepared = solv_container_prepare(params, reading)
+    if probe is not None:
+        prepared["probe"] = probe
+    known = (prepared["probe"] or {}).get("image_id")
+    wanted = None
+    if probe is not None or settings.get("render") or known:
+        wanted = solv_container_wanted(prepared, settings["checks"], settings["watch_paths"], settings["docker_bin"],
+                                       settings["restart_sec"], settings)
+    containers = dict((previous or {}).get("containers") or {})
+    if wanted is not None:
+        containers[prepared["name"]] = wanted["state"]
+    return {"params": prepared, "wanted": wanted, "containers": containers}
 
 
 _UNIT_TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "solv-container.service.j2"
@@ -456,5 +484,6 @@ class FilterModule:
             "solv_may_have_unit": solv_may_have_unit,
             "solv_container_state": solv_container_state,
             "solv_container_wanted": solv_container_wanted,
+            "solv_container_plan": solv_container_plan,
             "solv_container_actions": solv_container_actions,
         }
