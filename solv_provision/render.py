@@ -156,7 +156,7 @@ def _run_render_play(private: str, *, inventories: list[str], hosts: list[str], 
     """Run playbooks/render.yml on the controller; RenderError with the first failures when it fails."""
     import ansible_runner
 
-    from solv_provision.runner import ansible_env, result_message
+    from solv_provision.runner import ansible_env, plain_yaml_handover, result_message
 
     cmd = ["-e", json.dumps(extra)]
     if vault_password_file:
@@ -175,7 +175,7 @@ def _run_render_play(private: str, *, inventories: list[str], hosts: list[str], 
         inventory=[str(Path(i).expanduser().resolve()) for i in inventories],
         limit=",".join(hosts),
         cmdline=shlex.join(cmd),
-        envvars=ansible_env(),
+        envvars=ansible_env(plain_yaml_handover(Path(private))),
         quiet=True,
         event_handler=handler,
     )

@@ -54,6 +54,8 @@ DOCUMENTATION = """
 # (path, mtime) -> its data, or the marker for "Ansible's loader". Keyed by mtime too: a process that loads an
 # inventory again after editing it (solv-provision itself, the tests) must not get the old data.
 _PLAIN: dict[tuple[str, int], object] = {}
+# The files `solv-provision` read before it started this ansible-playbook (inventory.save_plain_read).
+_HANDED_OVER = inventory.load_plain_read(os.environ.get(inventory.PLAIN_YAML_CACHE))
 
 
 class VarsModule(HostGroupVars):
@@ -71,11 +73,15 @@ class VarsModule(HostGroupVars):
 
 
 def _plain(path: str):
-    """The file's data when it is plain YAML (read once per run, as Ansible's loader caches it), else the marker."""
+    """The file's data when it is plain YAML (read once per run, as Ansible's loader caches it, or not at all where
+    solv-provision handed it over unchanged), else the marker."""
     try:
-        key = (path, os.stat(path).st_mtime_ns)
+        stat = os.stat(path)
     except OSError:
         return inventory.PLAIN_DEFER
+    key = (path, stat.st_mtime_ns)
     if key not in _PLAIN:
-        _PLAIN[key] = inventory.plain_yaml(path)
+        handed = _HANDED_OVER.get(path)
+        same = handed is not None and handed[:2] == (stat.st_mtime_ns, stat.st_size)
+        _PLAIN[key] = handed[2] if same else inventory.plain_yaml(path)
     return _PLAIN[key]
