@@ -117,8 +117,10 @@ def gateway(lab: Path, repeat: int, root: str = "/opt/solv") -> dict:
     gw = next(iter(yaml.safe_load((lab / "hosts.yml").read_text())["all"]["children"]["gateway"]["hosts"]))
     host = next(h for h in lab_hosts.read_hosts(lab) if h.name == gw)
     # The first chat model (an embedding model answers no chat completion).
-    first = next(m for m in yaml.safe_load(_ssh(lab, host, f"cat {root}/litellm/config.yaml"))["model_list"]
-                 if "mode" not in (m.get("model_info") or {}))
+    config = yaml.safe_load(_ssh(lab, host, f"cat {root}/litellm/config.yaml"))
+    first = next(m for m in config["model_list"] if "mode" not in (m.get("model_info") or {}))
+    # Monitoring (off by default) adds LiteLLM's prometheus callback and Prometheus's scrapes on the same cores.
+    monitored = "prometheus" in ((config.get("litellm_settings") or {}).get("callbacks") or [])
     model, direct = first["model_name"], first["litellm_params"]["api_base"].removesuffix("/v1")
     litellm_ip = _ssh(lab, host, "docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "
                                     "solv-litellm").strip()
@@ -133,7 +135,7 @@ def gateway(lab: Path, repeat: int, root: str = "/opt/solv") -> dict:
     def med(name: str, key: str) -> float:
         return round(statistics.median(e[key] for e in per[name]), 2)
 
-    out = {"case": "gateway", "model": model, "rounds": repeat,
+    out = {"case": "gateway", "model": model, "rounds": repeat, "monitoring": monitored,
            "added_p50_ms": round(med("litellm", "p50_ms") - med("vllm", "p50_ms"), 2),
            "added_p95_ms": round(med("litellm", "p95_ms") - med("vllm", "p95_ms"), 2),
            "entrypoint_added_p50_ms": round(med("entrypoint", "p50_ms") - med("litellm", "p50_ms"), 2),
@@ -179,7 +181,9 @@ def gateway_table(g: dict) -> str:
     lat = {n: f"{statistics.median(e['p50_ms'] for e in g['endpoints'][n]):.1f} / "
               f"{statistics.median(e['p95_ms'] for e in g['endpoints'][n]):.1f} ms" for n in g["endpoints"]}
     return "\n".join([
-        "| gateway (model " + g["model"] + f", {g['rounds']} rounds) | target | measured | met |", "|---|---|---|---|",
+        "| gateway (model " + g["model"] + f", {g['rounds']} rounds, monitoring "
+        + ("on: LiteLLM's prometheus callback" if g.get("monitoring") else "off, the roles' default")
+        + ") | target | measured | met |", "|---|---|---|---|",
         f"| added by LiteLLM, p50 / p95 (direct {lat['vllm']}, through LiteLLM {lat['litellm']}) | ≤ 10 / ≤ 13 ms | "
         f"{g['added_p50_ms']:.1f} / {g['added_p95_ms']:.1f} ms | "
         f"{'yes' if g['added_p50_ms'] <= 10 and g['added_p95_ms'] <= 13 else '**no**'} |",
