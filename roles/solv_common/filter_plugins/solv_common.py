@@ -323,13 +323,17 @@ def solv_cached_probe(host_state, name, image, paths, network):
     }
 
 
+def _gate_path(params):
+    """<root>/gates/<name>.json: the container's health gate on the host."""
+    return f"{params['root_dir']}/gates/{params['name']}.json"
+
+
 def solv_container_prepare(params, reading):
     """One container's parameters with what the mechanism knows before the image's program: `paths` (its
     directories, files, unit and health gate: they do not depend on the image) and `probe`, what the host's
     reading (solv_host_state) says of them (solv_cached_probe; None when the reading does not cover them)."""
     spec = solv_container_spec(params)
-    gate = f"{params['root_dir']}/gates/{spec['name']}.json"
-    paths = [x["path"] for x in spec["dirs"] + spec["files"]] + [spec["unit_path"], gate]
+    paths = [x["path"] for x in spec["dirs"] + spec["files"]] + [spec["unit_path"], _gate_path(params)]
     probe = solv_cached_probe(reading, spec["name"], spec["image"], paths, params.get("network") or "")
     return {**params, "paths": paths, "probe": probe}
 
@@ -405,7 +409,7 @@ def solv_container_wanted(params, checks, watch_paths, docker_bin, restart_sec, 
     """
     probe = params.get("probe")
     spec = solv_container_spec({**params, "image_config": (probe or {}).get("image_config")})
-    gate_path = f"{params['root_dir']}/gates/{spec['name']}.json"
+    gate_path = _gate_path(params)
     gate = {"name": spec["name"], "checks": checks,
             "paths": [p for p in params["paths"] if p != gate_path] + list(watch_paths)}
     files = spec["files"] + [
@@ -480,10 +484,8 @@ class FilterModule:
             "solv_container_spec": solv_container_spec,
             "solv_arg_lines": solv_arg_lines,
             "solv_cached_probe": solv_cached_probe,
-            "solv_container_prepare": solv_container_prepare,
             "solv_may_have_unit": solv_may_have_unit,
             "solv_container_state": solv_container_state,
-            "solv_container_wanted": solv_container_wanted,
             "solv_container_plan": solv_container_plan,
             "solv_container_actions": solv_container_actions,
         }
