@@ -509,22 +509,24 @@ def test_two_instances_share_redis_whose_password_stays_in_its_config(host, host
     assert ping.startswith("-NOAUTH"), ping
 
 
-# Sequential requests for one model, alternating between the two instances' ports; a request the limit holds
-# back waits (LiteLLM retries it in the next minute), so it is given up after `timeout` s. Prints
+# Sequential requests for one model, one every `pace` s, alternating between the two instances' ports; a request
+# the limit holds back waits (LiteLLM retries it in the next minute), so it is given up after 1 s. Prints
 # {served, started, ended} (UTC minutes of the first and last request).
 _ALTERNATING = (
     "import json, sys, time, urllib.request\n"
-    "address, key, model, n, timeout = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])\n"
+    "address, key, model, n, pace = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])\n"
     "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
     "served, started = 0, time.strftime('%H:%M', time.gmtime())\n"
     "for i in range(n):\n"
+    "    due = time.monotonic() + pace\n"
     "    body = json.dumps({'model': model, 'messages': [{'role': 'user', 'content': f'q{i}'}]}).encode()\n"
     "    req = urllib.request.Request(f'http://{address}:{4000 + i % 2}/v1/chat/completions', data=body,\n"
     "                                 headers={'Authorization': 'Bearer ' + key, 'Content-Type': 'application/json'})\n"
     "    try:\n"
-    "        opener.open(req, timeout=timeout).read(); served += 1\n"
+    "        opener.open(req, timeout=1).read(); served += 1\n"
     "    except Exception:\n"
     "        pass\n"
+    "    time.sleep(max(0.0, due - time.monotonic()))\n"
     "print(json.dumps({'served': served, 'started': started, 'ended': time.strftime('%H:%M', time.gmtime())}))\n"
 )
 
@@ -558,15 +560,18 @@ def test_a_rolling_upgrade_of_the_instances_costs_no_request_through_the_entry_p
 
 
 def test_the_instances_enforce_one_rpm_limit_together(host, hostvars, master_key, phase):
-    """limited-model has rpm 10. 24 requests within one minute, alternating between the two instances: 10 to 12
-    are served in all (LiteLLM counts in Redis; it checks before it counts, so one or two get through beyond the
-    limit), where two separate counters serve 18 (measured: each instance stops at 9 of its 12)."""
+    """limited-model has rpm 10. 16 requests 1.5 s apart, alternating between the two instances: 10 or 11 are
+    served in all, where two separate counters serve all 16. Why 11 at most (LiteLLM 1.108.7,
+    router_strategy/base_routing_strategy.py): an instance counts in memory and, once a second while it has new
+    counts, adds them to Redis and takes Redis's total back. So within a second of each of its requests an
+    instance learns every request the other had pushed, and at its next one (3 s later) misses at most the
+    other's latest: one request beyond the limit. (Unpaced, the lag spans several requests: 10 to 13 served.)"""
     if phase != "removed-solo":
         pytest.skip("runs once, last: LiteLLM retries the held-back requests in the next minutes, and an instance "
                     "holding one takes its whole stop timeout to stop")
-    while time.gmtime().tm_sec > 30:  # the 24 requests take ~15 s (each held back one given up after 1 s)
+    while time.gmtime().tm_sec > 30:  # the 16 requests take 24 s, within LiteLLM's one-minute window
         time.sleep(0.5)
     out = json.loads(host.check_output("python3 -c %s %s %s %s %s %s", _ALTERNATING,
-                                       hostvars[GW]["solv_internal_address"], master_key, "limited-model", "24", "1"))
+                                       hostvars[GW]["solv_internal_address"], master_key, "limited-model", "16", "1.5"))
     assert out["started"] == out["ended"], f"the requests crossed a minute: {out}"
-    assert 10 <= out["served"] <= 12, out
+    assert 10 <= out["served"] <= 11, out
