@@ -1,6 +1,6 @@
 """Converge time against the number of lab hosts (bench/run.py --converge): for N in 1, 2, 4, a lab of N hosts
 (the first runs the gateway and vLLM, the others vLLM only, with the lab's own settings and images) is made,
-converged from nothing (`apply`, timed once: the images travel as the lab's tarballs, copied to each host), re-run
+converged from nothing (`apply`, timed once: each host loads the lab's tarballs from its shared folder), re-run
 `repeat` times with nothing to change (no-op `apply`, timed), and removed; then made again and converged from
 nothing with the first host as the site registry (the tarballs pushed into it once, every host pulling from it),
 timed once, and removed. The hosts are extra lab hosts (bench-1 ... on the lab
@@ -26,7 +26,7 @@ FRESH_TARGETS = {1: 90.0}
 NOOP_TARGETS = {1: 8.0, 4: 20.0}
 
 
-WHAT = {"fresh": "fresh `apply` of a lab of {n} host(s) (images as tarballs, copied to each host)",
+WHAT = {"fresh": "fresh `apply` of a lab of {n} host(s) (image tarballs on a shared path)",
         "noop": "no-op `apply` of a lab of {n} host(s)",
         "fresh-registry": "fresh `apply` of a lab of {n} host(s), the first also the site registry (tarballs "
                           "pushed once, pulled by every host)"}
@@ -47,8 +47,11 @@ def write_inventory(folder: Path, hosts: int, registry: bool = False) -> Path:
     shutil.copytree(LAB / "group_vars", folder / "group_vars", dirs_exist_ok=True)
     # The lab finds its image versions relative to its own folder: point them at the checkout's.
     for path in (folder / "group_vars").rglob("*.yml"):
-        path.write_text(path.read_text().replace("inventory_dir ~ '/../../lab/images/versions.yml'",
-                                                 f"'{REPO}/lab/images/versions.yml'"))
+        text = path.read_text().replace("inventory_dir ~ '/../../lab/images/versions.yml'",
+                                        f"'{REPO}/lab/images/versions.yml'")
+        if registry:  # the registry brings the archives to the hosts, not the lab's shared folder
+            text = text.replace("solv_image_archive_shared: true", "solv_image_archive_shared: false")
+        path.write_text(text)
     return folder
 
 

@@ -258,7 +258,7 @@ def plot(results: list[dict], folder: Path) -> Path | None:
 def plot_converge(results: list[dict], folder: Path) -> Path | None:
     if (ax := _axes()) is None:
         return None
-    for kind, label in (("fresh", "fresh converge (archives copied)"),
+    for kind, label in (("fresh", "fresh converge (archives on a shared path)"),
                         ("fresh-registry", "fresh converge (through the site registry)"), ("noop", "no-op re-run")):
         points = sorted((r["size"], r["median_s"]) for r in results if r["case"] == f"converge-{kind}-{r['size']}")
         if points:

@@ -2,6 +2,8 @@
 
 Everything created is labelled with the inventory it belongs to, so `down` removes exactly that:
 containers solv-lab-<host>, their /var/lib/docker volumes, and the network once nothing uses it.
+Each host sees this machine's image archives read-only at the same path: the lab stands for a site whose hosts
+share the controller's archives (`solv_image_archive_shared` in the lab's group_vars).
 Test and lab use only.
 """
 
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from solv_provision import paths
 
 NETWORK = "solv-lab"
 SUBNET = ipaddress.ip_network("10.213.47.0/24")  # away from docker's 172.17+/16 and home 192.168
@@ -207,17 +211,28 @@ def _start(host: LabHost, owner: str) -> str:
         return "started"
     labels = ["--label", f"{LABEL}={owner}", "--label", f"{LABEL_HOST}={host.name}"]
     _docker("volume", "create", *labels, host.volume)
+    archives = archives_dir()
+    archives.mkdir(parents=True, exist_ok=True)
     _docker("run", "-d", "--name", host.container, "--hostname", host.name,
             "--network", NETWORK, "--ip", host.address, *labels, *RUN_OPTIONS,
-            "-v", f"{host.volume}:/var/lib/docker", HOST_IMAGE)
+            "-v", f"{host.volume}:/var/lib/docker", "-v", f"{archives}:{archives}:ro", HOST_IMAGE)
     return "created"
 
 
-def _outdated(host: LabHost) -> bool:
-    """Whether the host runs an older build of the host image than the one tagged now."""
+def archives_dir() -> Path:
+    """The image archives `lab images` writes, which every lab host sees at the same path."""
+    return paths.cache_dir() / "images"
+
+
+def _outdated(host: LabHost) -> str:
+    """What the host lacks that a host made now has (an older build of the host image, the shared archives), or ""."""
     info = _inspect("container", host.container)
     current = _inspect("image", HOST_IMAGE)
-    return bool(info and current and info["Image"] != current["Id"])
+    if info and current and info["Image"] != current["Id"]:
+        return f"runs an older {HOST_IMAGE}"
+    if info and str(archives_dir()) not in {m.get("Destination") for m in info.get("Mounts") or []}:
+        return f"does not see the image archives ({archives_dir()})"
+    return ""
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -243,8 +258,8 @@ def up(inventory: Path) -> Iterator[str]:
         line = f"{host.name}: {action} at {host.address}, systemd {state}, ssh ok"
         if key_added:
             line += " (key installed)"
-        if _outdated(host):
-            line += f"; note: runs an older {HOST_IMAGE} (lab down + up to refresh)"
+        if lacks := _outdated(host):
+            line += f"; note: {lacks} (lab down + up to refresh)"
         yield line
 
 

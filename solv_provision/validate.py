@@ -87,6 +87,12 @@ def _groups(inv: Inventory) -> Iterator[Problem]:
     for host in registry_hosts[1:]:
         yield Problem(f"group 'registry' may have one host, it has {len(registry_hosts)} "
                       f"({', '.join(registry_hosts)}): every host pulls from the one registry", host)
+    if registry_hosts:
+        for host in inv.hosts:
+            if _value(inv, host, "solv_image_archive_shared") is True:
+                yield Problem(f"is true while group 'registry' has a host ({registry_hosts[0]}): the registry brings "
+                              "the image archives to the hosts, a shared path needs none; keep one of the two",
+                              host, "solv_image_archive_shared")
     for host in inv.in_group("inference"):
         models = inv.hosts[host].get("vllm_models")
         if not models and not isinstance(models, Unresolved):

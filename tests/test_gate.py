@@ -237,3 +237,21 @@ def test_a_redis_check_that_nothing_answers_fails_and_the_password_is_redacted(r
     ok, status, detail, _ = gate.check({"url": "redis://127.0.0.1:1", "password": REDIS_PASSWORD})
     assert (ok, status) == (False, -1) and detail.startswith("no answer")
     assert REDIS_PASSWORD in gate.secrets_of({"checks": [{"url": redis, "password": REDIS_PASSWORD}]})
+
+
+def test_the_wait_probes_soon_after_a_start_then_every_delay(monkeypatch):
+    """A service that answers within a second of its start is seen within a second, not after a whole `delay`; a
+    slow one is probed every `delay` seconds once the pauses have doubled up to it."""
+    pauses, answers_after = [], 6
+    monkeypatch.setattr(gate.time, "sleep", pauses.append)
+    monkeypatch.setattr(gate, "run_gate", lambda *a: ([{"url": "u", "ok": len(pauses) >= answers_after}], {}))
+
+    def systemctl(argv):
+        return 0, "ActiveState=active\nSubState=running\nNRestarts=0\n", ""
+
+    outcome = gate.wait(systemctl, "solv-x", [{"url": "http://127.0.0.1:1/"}], timeout=300, delay=2.0)
+    assert outcome["ok"]
+    assert pauses == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
+    pauses.clear()
+    gate.wait(systemctl, "solv-x", [{"url": "http://127.0.0.1:1/"}], timeout=300, delay=0.1)
+    assert pauses == [0.1] * answers_after

@@ -32,7 +32,7 @@ options:
     type: int
     default: 300
   delay:
-    description: Seconds between rounds.
+    description: Longest pause between rounds, in seconds (the first is 0.25 s, each next one twice as long).
     type: float
     default: 2
   max_restarts:
