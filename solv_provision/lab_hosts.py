@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from solv_provision import paths
+from solv_provision.lab_images import archives_dir
 
 NETWORK = "solv-lab"
 SUBNET = ipaddress.ip_network("10.213.47.0/24")  # away from docker's 172.17+/16 and home 192.168
@@ -219,12 +219,7 @@ def _start(host: LabHost, owner: str) -> str:
     return "created"
 
 
-def archives_dir() -> Path:
-    """The image archives `lab images` writes, which every lab host sees at the same path."""
-    return paths.cache_dir() / "images"
-
-
-def _outdated(host: LabHost) -> str:
+def _what_it_lacks(host: LabHost) -> str:
     """What the host lacks that a host made now has (an older build of the host image, the shared archives), or ""."""
     info = _inspect("container", host.container)
     current = _inspect("image", HOST_IMAGE)
@@ -258,7 +253,7 @@ def up(inventory: Path) -> Iterator[str]:
         line = f"{host.name}: {action} at {host.address}, systemd {state}, ssh ok"
         if key_added:
             line += " (key installed)"
-        if lacks := _outdated(host):
+        if lacks := _what_it_lacks(host):
             line += f"; note: {lacks} (lab down + up to refresh)"
         yield line
 

@@ -51,9 +51,14 @@ def versions() -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
+def archives_dir() -> Path:
+    """Where the air-gapped tarballs live (every lab host sees this folder at the same path)."""
+    return paths.cache_dir() / "images"
+
+
 def archive_path(name: str, tag: str) -> Path:
     """Where the air-gapped tarball of solv-lab/<name>:<tag> lives."""
-    return paths.cache_dir() / "images" / f"{name}-{tag}.tar"
+    return archives_dir() / f"{name}-{tag}.tar"
 
 
 @dataclass(frozen=True)
