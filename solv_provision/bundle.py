@@ -27,8 +27,8 @@ FORMAT = 1
 MANIFEST = "bundle.json"
 IMAGES = "images.tar"
 MODELS = "models"
-# The roles whose one image runs on each host of their group (vllm: per instance; the others below).
-_ROLE_IMAGES = {"registry": ("registry",), "gateway": ("searxng", "litellm", "openwebui", "caddy"),
+# The roles whose one image runs on each host of their group, in playbook order (vLLM, on "inference": per instance).
+_ROLE_IMAGES = {"registry": ("registry",), "inference": (), "gateway": ("searxng", "litellm", "openwebui", "caddy"),
                 monitoring.MONITORED: ("node_exporter",), monitoring.GPU_MONITORED: ("dcgm_exporter",),
                 monitoring.PROBING: ("blackbox_exporter",), monitoring.GROUP: ("alertmanager", "prometheus")}
 
@@ -75,6 +75,45 @@ def images(inv: Inventory) -> dict[str, list[str]]:
             add(routing.instance_image(instance, _var(hv, host, "vllm_image"), _var(hv, host, "vllm_image_tag"))["ref"],
                 host)
     return {ref: sorted(hosts) for ref, hosts in sorted(found.items())}
+
+
+def host_archives(host: str, hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, list[str]],
+                  bundle_dir: str = "") -> list[dict[str, Any]]:
+    """[{archive, images}] that `host` loads its images from, in the order the playbooks start them (registry,
+    vLLM, gateway, monitoring), each archive as the roles name it (image_archive), for loading them ahead of the
+    roles (solv_image_archive_shared). Left to the roles themselves: an image whose variables do not resolve here
+    (its role's preflight says why), and those a role runs on conditions beyond this host (LiteLLM's Redis,
+    Grafana, a rank of another host's multi-host model)."""
+    hv = hostvars[host]
+    member = {g for g, hosts in groups.items() if host in hosts}
+    member.update(monitoring.computed_groups_of(host, groups, hostvars))
+    wanted: list[Callable[[], list[tuple[str, str]]]] = []
+    for group, roles in _ROLE_IMAGES.items():
+        if group == "inference" and group in member:
+            wanted.append(functools.partial(_vllm_archives, hv, host))
+        elif group in member:
+            wanted.extend(functools.partial(_role_archive, hv, host, role) for role in roles)
+    found: dict[str, list[str]] = {}
+    for entries in wanted:
+        try:
+            resolved = entries()
+        except Exception:  # anything that does not resolve is the role's to report
+            continue
+        for ref, archive in resolved:
+            if archive := image_archive(archive, bundle_dir, ref):
+                found.setdefault(archive, []).append(ref)
+    return [{"archive": archive, "images": sorted(set(refs))} for archive, refs in found.items()]
+
+
+def _role_archive(hv: Mapping[str, Any], host: str, role: str) -> list[tuple[str, str]]:
+    return [(_image(hv, host, role), str(_var(hv, host, f"{role}_image_archive") or ""))]
+
+
+def _vllm_archives(hv: Mapping[str, Any], host: str) -> list[tuple[str, str]]:
+    image, tag = _var(hv, host, "vllm_image"), _var(hv, host, "vllm_image_tag")
+    archive = str(_var(hv, host, "vllm_image_archive") or "")
+    chosen = [routing.instance_image(routing.model_defaults(m), image, tag, archive) for m in _var(hv, host, "vllm_models") or []]
+    return [(c["ref"], c["archive"]) for c in chosen]
 
 
 def _gpu_check_image(hostvars: Mapping[str, Any], host: str) -> str:

@@ -98,6 +98,22 @@ def computed_groups(groups: Groups, hostvars: HostVars) -> dict[str, list[str]]:
             PROBING: list(groups.get("gateway") or []) if host else []}
 
 
+def computed_groups_of(host: str, groups: Groups, hostvars: HostVars) -> list[str]:
+    """The computed groups `host` is in, as computed_groups makes them, reading only this host and the first
+    gateway host (a per-host question asked for every host stays linear in the inventory)."""
+    prometheus = prometheus_host(groups, hostvars)
+    if prometheus is None:
+        return []
+    found = [GROUP] if host == prometheus else []
+    if any(host in (groups.get(g) or []) for g in MONITORED_GROUPS):
+        found.append(MONITORED)
+    if host in (groups.get("inference") or []) and _runs_dcgm_exporter(hostvars[host]):
+        found.append(GPU_MONITORED)
+    if host in (groups.get("gateway") or []):
+        found.append(PROBING)
+    return found
+
+
 def groups_with_monitoring(groups: Groups, hostvars: HostVars) -> dict[str, list[str]]:
     """The inventory's groups with the two computed ones. solv_provision.inventory adds both on load, so every verb
     sees the hosts the roles pick with the same rules (the playbooks visit every host of the service groups; each

@@ -221,6 +221,44 @@ def test_an_image_the_bundle_lacks_comes_from_its_own_archive(tmp_path):
     assert bundle.image_archive("/lab/vllm-next.tar", str(out), f"{TINY}:next") == images_tar
 
 
+def test_a_host_is_told_its_archives_in_play_order_each_once_as_its_roles_load_them(tmp_path):
+    """What solv_host_state starts loading when the archives are on a shared path: the archives of the images the
+    host's own roles run, in the order the plays reach them; one archive holding several images (the bundle's) is
+    loaded once; an image whose variables do not resolve is left to its role."""
+    hostvars = {
+        "aio": {"solv_monitoring": True, "vllm_image": "v", "vllm_image_tag": "1", "vllm_image_archive": "/a/v.tar",
+                "vllm_models": [{"name": "one", "model": "org/one", "port": 8001},
+                                {"name": "next", "model": "org/one", "port": 8002, "image_tag": "2",
+                                 "image_archive": "/a/v2.tar"},
+                                {"name": "pulled", "model": "org/one", "port": 8003, "image_tag": "3"}],
+                **{f"{role}_image_archive": f"/a/{role}.tar" for role in ("searxng", "openwebui", "node_exporter")},
+                "litellm_image_archive": bundle.Unresolved("a locked vault")},
+        "gpu-2": {"vllm_models": [], "vllm_image_archive": "/a/v.tar"},
+    }
+    groups = {"all": ["aio", "gpu-2"], "inference": ["aio", "gpu-2"], "gateway": ["aio"]}
+    node = f"{specs.default('node_exporter_image')}:{specs.default('node_exporter_image_tag')}"
+    webui = f"{specs.default('openwebui_image')}:{specs.default('openwebui_image_tag')}"
+    searxng = f"{specs.default('searxng_image')}:{specs.default('searxng_image_tag')}"
+    without_archive = [f"{specs.default(f'{r}_image')}:{specs.default(f'{r}_image_tag')}"
+                       for r in ("caddy", "blackbox_exporter", "alertmanager", "prometheus")]
+    assert bundle.host_archives("aio", hostvars, groups) == [
+        {"archive": "/a/v.tar", "images": ["v:1"]}, {"archive": "/a/v2.tar", "images": ["v:2"]},
+        {"archive": "/a/searxng.tar", "images": [searxng]}, {"archive": "/a/openwebui.tar", "images": [webui]},
+        {"archive": "/a/node_exporter.tar", "images": [node]}]
+    # Monitoring is on (the first gateway host says so): gpu-2 runs a node exporter, from its role's default.
+    assert bundle.host_archives("gpu-2", hostvars, groups) == []
+    hostvars["gpu-2"]["node_exporter_image_archive"] = "/a/node_exporter.tar"
+    assert bundle.host_archives("gpu-2", hostvars, groups) == [{"archive": "/a/node_exporter.tar", "images": [node]}]
+    # From an offline bundle: its images.tar, once, for the images it holds and those with no archive of their own
+    # (which then fail at their role, naming the bundle); the others from their own archives.
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "bundle.json").write_text(json.dumps({"format": 1, "images": [{"ref": r} for r in ("v:1", "v:2", node)]}))
+    assert bundle.host_archives("aio", hostvars, groups, str(out)) == [
+        {"archive": f"{out}/images.tar", "images": sorted(["v:1", "v:2", "v:3", node, *without_archive])},
+        {"archive": "/a/searxng.tar", "images": [searxng]}, {"archive": "/a/openwebui.tar", "images": [webui]}]
+
+
 def test_bundle_serve_stopped_by_sigterm_stops_its_registry(tmp_path):
     """`bundle serve` in the background (a plain ansible-playbook run's registry) ends by kill or timeout: the
     registry it started ends with it and frees its port."""

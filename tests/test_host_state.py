@@ -4,12 +4,17 @@ exactly what the one-container probe (solv_container_info) reports on the same h
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
+from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO
 from module_runner import command
@@ -29,10 +34,32 @@ IMAGES = [
 ]
 CONTAINERS = [{"Name": "/solv-one", "State": {"Running": True}, "Image": IMAGE_ID,
                "Config": {"Labels": {"solv.spec": "abc", "solv.image": "solv/one:1.0"}}}]
+# `docker load --input A` tags the lines of A (after LOAD_SECONDS, and not while a `hold` file lies beside it), or
+# fails for an archive that starts with "bad"; every load is logged in the `loads` file beside it.
+LOAD_SECONDS = 0.6
 FAKE_DOCKER = f"""#!{sys.executable}
-import json, sys
+import json, os, sys, time
 images, containers = {IMAGES!r}, {CONTAINERS!r}
+here = os.path.dirname(os.path.abspath(__file__))
+loaded = os.path.join(here, "loaded")
+if os.path.exists(loaded):
+    images += [{{"Id": "sha256:" + "c" * 64, "RepoTags": [t], "Config": {{"Entrypoint": None, "Cmd": None}}}}
+               for t in open(loaded).read().split()]
 args = sys.argv[1:]
+if args[:1] == ["load"]:
+    with open(os.path.join(here, "loads"), "a") as log:
+        log.write(args[-1] + "\\n")
+    time.sleep({LOAD_SECONDS})
+    for _ in range(300):
+        if not os.path.exists(os.path.join(here, "hold")):
+            break
+        time.sleep(0.1)
+    tags = open(args[-1]).read().split()
+    if tags[:1] == ["bad"]:
+        print("Error: archive/tar: invalid tar header", file=sys.stderr); sys.exit(1)
+    with open(loaded, "a") as f:
+        f.write("\\n".join(tags) + "\\n")
+    print("\\n".join("Loaded image: " + t for t in tags)); sys.exit(0)
 def inspect(objects, key, names):
     found = [o for o in objects if key(o) in names]
     print(json.dumps(found))
@@ -59,6 +86,10 @@ elif args[:2] == ["image", "inspect"] and args[2] == "--format":
     print(hits[0]["Id"] + "|" + json.dumps(c["Entrypoint"]) + "|" + json.dumps(c["Cmd"]))
 elif args[:2] == ["image", "inspect"]:
     print(json.dumps([i for i in images if set(i["RepoTags"]) & set(args[2:])]))
+    missing = [n for n in args[2:] if not any(n in i["RepoTags"] for i in images)]
+    for n in missing:
+        print("Error response from daemon: No such image: " + n, file=sys.stderr)
+    sys.exit(1 if missing else 0)
 else:
     print("unexpected: " + " ".join(args), file=sys.stderr); sys.exit(2)
 """
@@ -243,3 +274,164 @@ def test_a_dry_run_says_a_unit_not_on_the_host_would_be_installed():
     fresh = _state(None, check_mode=True)
     assert fresh["in_sync"] is False
     assert solv_container_actions(fresh, SPEC["image"], {**APPLY, "check_mode": True})["dry_new"] is True
+
+
+# --- loading archives in the background (solv_image_archive_shared) --------------------------------------------
+
+
+def _archive(host, name, *lines):
+    path = host["tmp"] / name
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def _load(host, *archives, check=False):
+    """The reading with `load`: [(archive, [images])...]."""
+    wanted = [{"archive": a, "images": images} for a, images in archives]
+    extra = {"_ansible_check_mode": True} if check else {}
+    return _module(host, "solv_host_state", root_dir=str(host["root"]), systemd_dir=str(host["systemd"]),
+                   load=wanted, **extra)["loading"]
+
+
+def _loads(host):
+    log = host["bin"] / "loads"
+    return log.read_text().split() if log.exists() else []
+
+
+def _waiter():
+    """image.yml's wait for a background load: its argv up to its own arguments."""
+    def tasks(items):
+        for t in items:
+            yield t
+            yield from tasks(t.get("block", []) + t.get("always", []))
+    image_yml = yaml.safe_load((REPO / "roles" / "solv_common" / "tasks" / "image.yml").read_text())
+    [task] = [t for t in tasks(image_yml) if t["name"].startswith("Image: wait for its load begun in the background")]
+    return task["ansible.builtin.command"]["argv"][:4]
+
+
+def _wait(host, path, image):
+    return subprocess.run([*_waiter(), path, str(host["bin"] / "docker"), image],
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_the_archives_with_an_image_the_host_lacks_load_one_after_the_other_in_the_background(host):
+    new = _archive(host, "new.tar", "solv/new:1")
+    held = _archive(host, "one.tar", "solv/one:1.0")
+    both = _archive(host, "both.tar", "solv/big:1", "solv/two:2.0")
+    hold = host["bin"] / "hold"
+    hold.touch()  # the loads last until the second reading is done, however slow the machine
+    loading = _load(host, (new, ["solv/new:1"]), (held, ["solv/one:1.0"]), (both, ["solv/big:1", "solv/two:2.0"]))
+    assert sorted(loading) == sorted([new, both])  # solv/one:1.0 is there already
+    # Read again while they load (the next container's reading): the same loads, none started twice.
+    assert _load(host, (new, ["solv/new:1"]), (both, ["solv/big:1", "solv/two:2.0"])) == loading
+    hold.unlink()
+    done = _wait(host, loading[both], "solv/big:1")
+    assert done.returncode == 0 and "Loaded image: solv/big:1" in done.stdout
+    assert _wait(host, loading[new], "solv/new:1").returncode == 0
+    assert _loads(host) == [new, both]  # in the order given, one loader
+    # Loaded: the next reading forgets them.
+    assert _load(host, (new, ["solv/new:1"]), (both, ["solv/big:1"])) == {}
+    assert not any(os.scandir(host["root"] / "images" / "loading"))
+
+
+def test_a_failed_load_is_reported_to_its_image_and_not_tried_again_in_the_background(host):
+    bad = _archive(host, "bad.tar", "bad")
+    loading = _load(host, (bad, ["solv/bad:1"]))
+    failed = _wait(host, loading[bad], "solv/bad:1")
+    assert failed.returncode == 1 and "invalid tar header" in failed.stdout
+    assert _load(host, (bad, ["solv/bad:1"])) == loading  # image.yml loads it itself, which says what is wrong
+    assert _loads(host) == [bad]
+
+
+def test_a_load_whose_archive_lacks_the_image_or_whose_loader_died_is_waited_for_no_longer(host):
+    other = _archive(host, "other.tar", "solv/other:1")
+    loading = _load(host, (other, ["solv/wanted:1"]))
+    assert _wait(host, loading[other], "solv/wanted:1").returncode == 1  # loaded, but not the image wanted
+    gone = host["root"] / "images" / "loading" / "gone"
+    gone.mkdir()
+    (gone / "pid").write_text("999999999")
+    assert _wait(host, str(gone), "solv/wanted:1").returncode == 125
+
+
+def test_a_dry_run_or_a_host_with_every_image_starts_no_load(host):
+    new = _archive(host, "new.tar", "solv/new:1")
+    assert _load(host, (new, ["solv/new:1"]), check=True) == {}
+    assert _load(host, (_archive(host, "one.tar", "solv/one:1.0"), ["solv/one:1.0", "solv/one:latest"])) == {}
+    assert _loads(host) == []
+
+
+@pytest.fixture()
+def saved_image(tmp_path):
+    """(image, archive): a one-file image saved to a tar and removed from this machine's engine."""
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
+        pytest.skip("needs a Docker engine")
+    image, archive = "solv-test/background-load:1", tmp_path / "background-load.tar"
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"hello"))
+    subprocess.run(["docker", "import", "-", image], input=data.getvalue(), capture_output=True, check=True)
+    subprocess.run(["docker", "save", "--output", str(archive), image], check=True)
+    subprocess.run(["docker", "rmi", image], capture_output=True, check=True)
+    yield image, archive
+    subprocess.run(["docker", "rmi", image], capture_output=True, check=False)
+
+
+@pytest.mark.docker
+def test_with_this_machine_s_docker_an_archive_loads_in_the_background_and_its_wait_sees_the_image(
+        tmp_path, saved_image):
+    """The loader and image.yml's wait against a real engine: `docker load` of a saved image, then the image there."""
+    image, archive = saved_image
+    docker = shutil.which("docker")
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {
+        "root_dir": str(tmp_path / "root"), "systemd_dir": str(tmp_path), "docker": docker,
+        "load": [{"archive": str(archive), "images": [image]}]}}))
+    out = subprocess.run(command(LIBRARY / "solv_host_state.py", args), capture_output=True, text=True, check=True)
+    loading = json.loads(out.stdout)["loading"]
+    waited = subprocess.run([*_waiter(), loading[str(archive)], docker, image], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert waited.returncode == 0 and f"Loaded image: {image}" in waited.stdout
+
+
+PLAY = """
+- hosts: gateway
+  gather_facts: false
+  tasks:
+    - name: The host read
+      ansible.builtin.include_role: {name: solv_common, tasks_from: container_read.yml, rolespec_validate: false}
+      vars: {solv_container_name: solv-caddy}
+    - name: The image present
+      ansible.builtin.include_role: {name: solv_common, tasks_from: image.yml, rolespec_validate: false}
+      vars: {solv_image: "{{ caddy_image }}:{{ caddy_image_tag }}", solv_image_archive: "{{ caddy_image_archive }}",
+             solv_image_present: false}
+"""
+
+
+@pytest.mark.docker
+def test_through_ansible_the_host_reading_starts_the_load_and_the_image_step_only_waits_for_it(tmp_path, saved_image):
+    """The roles' wiring, run by ansible-playbook on this machine (connection local): with shared archives the
+    host reading starts the load of the gateway's archive, and image.yml waits for it instead of loading."""
+    image, archive = saved_image
+    name, tag = image.rsplit(":", 1)
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"gateway": {"hosts": {"gw": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        "solv_image_archive_shared": True, "solv_root_dir": str(tmp_path / "root"),
+        "solv_systemd_dir": str(tmp_path / "systemd"), "solv_docker_bin": shutil.which("docker"),
+        "caddy_image": name, "caddy_image_tag": tag, "caddy_image_archive": str(archive)}}}}}}))
+    (tmp_path / "play.yml").write_text(PLAY)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+           "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local"),
+           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "remote")}
+    playbook = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) or "ansible-playbook"
+    proc = subprocess.run([playbook, "-i", str(inventory), str(tmp_path / "play.yml")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(proc.stdout[proc.stdout.find("{"):])
+    results = {t["task"]["name"].split(" : ", 1)[-1]: t["hosts"]["gw"] for p in report["plays"] for t in p["tasks"]}
+    assert str(archive) in results["Container: read the host | solv-caddy"]["loading"]
+    assert results[f"Image: wait for its load begun in the background | {image}"]["changed"] is True
+    assert results[f"Image: docker load | {image}"].get("skipped") is True
+    assert subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False).returncode == 0

@@ -54,6 +54,31 @@ def test_the_inventory_loader_adds_the_groups_the_playbooks_compute():
     assert inv.in_group("solv_gpu_monitored") == ["gpu-a", "gpu-b"]  # their models list GPUs
 
 
+_GPU = {"vllm_models": [{"name": "m", "model": "org/m", "gpus": [0]}]}
+
+
+@pytest.mark.parametrize("groups, hostvars", [
+    (_groups(inference=["gpu-1"], gateway=["gw-1"]), {"gpu-1": _GPU, "gw-1": {}}),
+    (_groups(inference=["gpu-1", "gpu-2"], gateway=["gw-1", "gw-2"]),
+     {"gpu-1": _GPU, "gpu-2": {"dcgm_exporter_when": "never", **_GPU}, "gw-1": {"solv_monitoring": True}, "gw-2": {}}),
+    (_groups(registry=["gw-1"], inference=["gpu-1", "gw-1"], gateway=["gw-1"], monitoring=["mon-1"]),
+     {"gw-1": {}, "gpu-1": {"dcgm_exporter_when": "always"}, "mon-1": {}}),
+], ids=["off", "on-the-first-gateway", "a-monitoring-host"])
+def test_each_host_is_told_the_computed_groups_it_is_in_as_computed_for_all(groups, hostvars):
+    """What a host's roles ask of themselves alone (bundle.host_archives) agrees with the groups of the whole run."""
+    computed = monitoring.computed_groups(groups, hostvars)
+    for host in hostvars:
+        assert sorted(monitoring.computed_groups_of(host, groups, hostvars)) == sorted(
+            group for group, members in computed.items() if host in members), host
+
+
+def test_the_example_inventory_s_hosts_are_told_their_computed_groups():
+    inv = inventory.load([EXAMPLE], vault_password_file=str(VAULT))
+    for host in inv.hosts:
+        assert sorted(monitoring.computed_groups_of(host, inv.ansible_groups, inv.hosts)) == sorted(
+            group for group in monitoring.computed_groups({}, {}) if host in inv.in_group(group)), host
+
+
 @pytest.mark.parametrize("group", ["solv_monitored", "solv_gpu_monitored"])
 def test_an_inventory_group_named_like_a_computed_one_is_refused(tmp_path, group):
     (tmp_path / "hosts.yml").write_text(f"all:\n  children:\n    {group}:\n      hosts:\n        a:\n")

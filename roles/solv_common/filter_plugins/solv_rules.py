@@ -48,6 +48,12 @@ def solv_image_archive(archive, bundle_dir, image=""):
     return bundle.image_archive(archive or "", bundle_dir or "", image or "")
 
 
+def solv_host_archives(hostvars, host, groups, bundle_dir=""):
+    """{{ hostvars | solv_host_archives(inventory_hostname, groups, solv_bundle_dir) }} -> [{archive, images}]: what
+    the host's roles will load, in play order (see solv_provision.bundle.host_archives)."""
+    return bundle.host_archives(host, hostvars, groups, bundle_dir or "")
+
+
 def solv_model_store(store, bundle_dir):
     """{{ vllm_model_store | solv_model_store(solv_bundle_dir) }}: the model store apply stages from."""
     return models.store_of(store or "", bundle_dir or "")
@@ -80,6 +86,7 @@ class FilterModule:
             "solv_role_problems": solv_role_problems,
             "solv_listen": solv_listen,
             "solv_image_archive": solv_image_archive,
+            "solv_host_archives": solv_host_archives,
             "solv_model_store": solv_model_store,
             "solv_site_registry": solv_site_registry,
             "solv_openwebui_rag": solv_openwebui_rag,

@@ -12,7 +12,7 @@ description:
   - Finds the containers by their recorded health gates (C(<root_dir>/gates/<name>.json)): each gate lists the
     paths its container is made of (directories, config files, env file, unit). Reports those paths, each
     container, its unit, every tagged image with its program, the Docker networks and the unit files
-    C(<systemd_dir>/solv-*.service). Changes nothing.
+    C(<systemd_dir>/solv-*.service). Changes nothing, except with O(load).
   - container_files.yml takes a container's facts from here (filter C(solv_cached_probe)) when they cover
     everything it wants to know, else it probes the container alone: one remote call per host instead of one
     per container on a re-run where nothing changed.
@@ -29,6 +29,25 @@ options:
     description: Docker CLI.
     type: path
     default: /usr/bin/docker
+  load:
+    description:
+      - The archives the host's roles will load (filter C(solv_host_archives)), in the order they need them, each
+        with the images it holds. Those with an image the host lacks are loaded one after the other by one process
+        started in the background (not in check mode), so that the roles find them loaded or loading
+        (C(loading)); image.yml waits for its own. An archive being loaded is not started again.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      archive:
+        description: The archive's path on the host, as image.yml names it (the key of C(loading)).
+        type: str
+        required: true
+      images:
+        description: The images (name:tag) the roles want from it.
+        type: list
+        elements: str
+        default: []
 author: SOLV platform team
 """
 
@@ -57,11 +76,19 @@ networks:
 unit_files:
   description: Unit names (without .service) of the files C(<systemd_dir>/solv-*.service).
   type: list
+loading:
+  description: >-
+    Archive => the directory of its background load (C(<root_dir>/images/loading/<id>): C(pid), then C(out) and
+    C(rc) when done), for every archive of O(load) with an image the host lacks.
+  type: dict
 """
 
 import glob
+import hashlib
 import json
 import os
+import shutil
+import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.solv_probe import containers, describe, docker, images, units
@@ -77,12 +104,63 @@ def _gate_paths(path):
     return [p for p in listed if isinstance(p, str)] if isinstance(listed, list) else []
 
 
+# One process loads the archives in order; each one's directory gets `out` and then `rc` (renamed into place).
+_LOADER = """docker=$1; shift
+while [ $# -gt 0 ]; do
+  "$docker" load --input "$2" >"$1/out" 2>&1; echo $? >"$1/rc.part"; mv "$1/rc.part" "$1/rc"; shift 2
+done"""
+
+
+def _loader_alive(path):
+    """True while the loader named in `path`/pid runs (this archive's load waiting, under way or done)."""
+    try:
+        with open(os.path.join(path, "pid"), encoding="ascii") as f:
+            pid = int(f.read())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return path.encode() in f.read().split(b"\0")
+    except (OSError, ValueError):
+        return False
+
+
+def _start_loads(module, wanted, tags):
+    """{archive: its load's directory} for the wanted archives with an image the host lacks; starts the loads."""
+    base = os.path.join(module.params["root_dir"], "images", "loading")
+    loading, queue = {}, []
+    for entry in wanted:
+        archive, path = entry["archive"], os.path.join(base, hashlib.sha1(entry["archive"].encode()).hexdigest()[:16])
+        lacks = [i for i in entry["images"] if i not in tags
+                 and docker(module, ["image", "inspect", "--format", "{{.Id}}", i], "image") is None]
+        begun = os.path.exists(os.path.join(path, "rc")) or _loader_alive(path)
+        if lacks and begun:  # done (image.yml reads how it went) or to come: never a second loader
+            loading[archive] = path
+        elif lacks:
+            queue.append((archive, path))
+        elif os.path.isdir(path) and not _loader_alive(path):
+            shutil.rmtree(path, ignore_errors=True)
+    if not queue or module.check_mode:
+        return loading
+    for archive, path in queue:
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path, mode=0o700)
+    argv = ["/bin/sh", "-c", _LOADER, "solv-image-loader", module.params["docker"]]
+    argv += [arg for archive, path in queue for arg in (path, archive)]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            close_fds=True, start_new_session=True)
+    for archive, path in queue:
+        with open(os.path.join(path, "pid"), "w", encoding="ascii") as f:
+            f.write(str(proc.pid))
+        loading[archive] = path
+    return loading
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             root_dir=dict(type="path", required=True),
             systemd_dir=dict(type="path", required=True),
             docker=dict(type="path", default="/usr/bin/docker"),
+            load=dict(type="list", elements="dict", default=[], options=dict(
+                archive=dict(type="str", required=True), images=dict(type="list", elements="str", default=[]))),
         ),
         supports_check_mode=True,
     )
@@ -109,6 +187,7 @@ def main():
         images=images(module, sorted(set(tags))),
         networks=networks,
         unit_files=unit_files,
+        loading=_start_loads(module, p["load"], set(tags)),
     )
 
 
