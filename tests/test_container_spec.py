@@ -234,3 +234,25 @@ def test_the_plan_waits_for_the_image_s_program_and_keeps_every_container_s_stat
     other = filters.solv_container_plan({**base, "name": "solv-other"}, None, {**settings, "render": True}, probed)
     assert other["wanted"] is not None and sorted(other["containers"]) == ["solv-demo", "solv-other"]
     assert other["containers"]["solv-demo"] == probed["wanted"]["state"]
+
+
+def test_container_run_is_needed_only_for_a_planned_container_out_of_sync():
+    """solv_container_needs_run, the test on each role's include of container_run.yml and in the file itself."""
+    plan = {"containers": {"solv-a": {"in_sync": True}, "solv-b": {"in_sync": False}}}
+    assert filters.solv_container_needs_run(plan, "solv-a") is False
+    assert filters.solv_container_needs_run(plan, "solv-b") is True
+    for no_plan in (None, {}, plan):
+        with pytest.raises(AnsibleFilterError, match="container_files.yml for solv-c before container_run.yml"):
+            filters.solv_container_needs_run(no_plan, "solv-c")
+
+
+def test_the_units_to_prune_come_from_the_reading_where_it_lists_them():
+    """solv_units_to_prune: what containers_prune.yml removes, and whether a role includes it at all ([]: skipped)."""
+    reading = {"usable": True, "unit_files": ["solv-litellm", "solv-litellm-2", "solv-litellm-3", "solv-vllm-a"]}
+    assert filters.solv_units_to_prune(reading, "solv-litellm-", ["2"]) == ["solv-litellm-3"]
+    assert filters.solv_units_to_prune(reading, "solv-litellm-", ["2", "3"]) == []
+    assert filters.solv_units_to_prune(reading, "solv-vllm-", []) == ["solv-vllm-a"]
+    # Not known: no reading, one not usable (the engine missing), a family the reading does not list.
+    assert filters.solv_units_to_prune(None, "solv-vllm-", []) is None
+    assert filters.solv_units_to_prune({**reading, "usable": False}, "solv-vllm-", []) is None
+    assert filters.solv_units_to_prune(reading, "other-", []) is None

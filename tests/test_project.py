@@ -89,17 +89,23 @@ def test_wheel_carries_playbooks_and_roles(tmp_path):
         assert needed in names, needed
 
 
-def _role_includes(node):
-    """Every include_role/import_role argument dict in a task file's parsed YAML, blocks included."""
+def _tasks(node):
+    """Every task of a parsed task file or playbook, blocks opened."""
     if isinstance(node, list):
         for item in node:
-            yield from _role_includes(item)
+            yield from _tasks(item)
     elif isinstance(node, dict):
-        for key, value in node.items():
-            if key.split(".")[-1] in ("include_role", "import_role") and isinstance(value, dict):
-                yield value
-            elif key in ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks", "handlers"):
-                yield from _role_includes(value)
+        nested = [node[k] for k in ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks", "handlers") if k in node]
+        yield from (t for n in nested for t in _tasks(n))
+        if not nested:
+            yield node
+
+
+def _role_includes(node):
+    """Every include_role/import_role argument dict in a task file's parsed YAML, blocks included."""
+    for task in _tasks(node):
+        yield from (value for key, value in task.items()
+                    if key.split(".")[-1] in ("include_role", "import_role") and isinstance(value, dict))
 
 
 def test_solv_common_is_included_without_reading_its_argument_specs_again():
@@ -111,3 +117,28 @@ def test_solv_common_is_included_without_reading_its_argument_specs_again():
                 if inc.get("name") == "solv_common"]
     assert len(includes) > 30
     assert [str(f) for f, inc in includes if inc.get("rolespec_validate") is not False] == []
+
+
+def test_every_role_skips_container_run_for_a_container_in_sync_as_one_task():
+    """Each role's include of container_run.yml carries solv_container_needs_run (the test container_run.yml makes
+    itself), so a no-op run costs one skipped task per container there, not an include and a skipped task."""
+    wanted = "solv_container_plan | default(none) | solv_container_needs_run(solv_container_name)"
+    sites = [(str(f.relative_to(REPO)), t) for f in sorted((REPO / "roles").glob("*/tasks/*.yml"))
+             for t in _tasks(yaml.safe_load(f.read_text()))
+             if (t.get("ansible.builtin.include_role") or {}).get("tasks_from") == "container_run.yml"]
+    assert len(sites) >= 13
+    missing = [f for f, t in sites if wanted not in (t["when"] if isinstance(t.get("when"), list) else [t.get("when")])]
+    assert missing == []
+    # After the role's own conditions: the plan has no entry for a container the role did not configure.
+    assert all((t["when"][-1] if isinstance(t["when"], list) else t["when"]) == wanted for _, t in sites)
+
+
+def test_every_role_skips_containers_prune_as_one_task_where_the_reading_lists_nothing_to_remove():
+    """Each include of containers_prune.yml asks the host's reading first (solv_may_have_unit for one unit,
+    solv_units_to_prune for a family), so a no-op run skips it as one task instead of an include and two."""
+    sites = [(str(f.relative_to(REPO)), t) for f in sorted((REPO / "roles").glob("*/tasks/*.yml"))
+             for t in _tasks(yaml.safe_load(f.read_text()))
+             if (t.get("ansible.builtin.include_role") or {}).get("tasks_from") == "containers_prune.yml"]
+    assert len(sites) >= 9
+    asks = ("solv_may_have_unit(", "solv_units_to_prune(solv_prune_prefix, solv_prune_keep) != []")
+    assert [f for f, t in sites if not any(a in c for c in t.get("when") or [] for a in asks)] == []

@@ -347,6 +347,18 @@ def solv_may_have_unit(reading, unit):
     return unit in reading.get("unit_files", [])
 
 
+def solv_units_to_prune(reading, prefix, keep):
+    """{{ solv_host_reading | default(none) | solv_units_to_prune(prefix, keep) }}: the units <prefix>* the host has
+    whose names are not <prefix><k> for a k in keep (containers_prune.yml removes them), from the host's reading;
+    None when the reading cannot say (not usable, or a prefix outside solv-*, which it does not list): then
+    containers_prune.yml looks on the host. A role includes containers_prune.yml only where this is not [] (a no-op
+    run skips it in one task)."""
+    if not reading or not reading.get("usable") or not str(prefix).startswith("solv-"):
+        return None
+    kept = {f"{prefix}{k}" for k in keep}
+    return [u for u in reading.get("unit_files", []) if u.startswith(prefix) and u not in kept]
+
+
 def solv_container_actions(state, image, ctx):
     """What container_run.yml has to do for one container, from what container_files.yml found (`state`, an
     entry of solv_container_state): {network (create it), reload (daemon-reload), enable, restart, dry_new (check
@@ -450,6 +462,17 @@ def solv_container_plan(params, reading, settings, previous=None, probe=None):
     return {"params": prepared, "wanted": wanted, "containers": containers}
 
 
+def solv_container_needs_run(plan, name):
+    """{{ solv_container_plan | default(none) | solv_container_needs_run(name) }}: whether container_run.yml has
+    anything to do for the container <name> (network, reload, enable or restart: not `in_sync` in its plan). A role
+    puts it on its include of container_run.yml, so a container in sync costs that one skipped task; container_run.yml
+    checks it again. Fails when container_files.yml did not plan <name> in this play."""
+    containers = (plan or {}).get("containers") or {}
+    if name not in containers:
+        raise AnsibleFilterError(f"Include solv_common's container_files.yml for {name} before container_run.yml.")
+    return not containers[name]["in_sync"]
+
+
 _UNIT_TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "solv-container.service.j2"
 
 
@@ -485,7 +508,9 @@ class FilterModule:
             "solv_arg_lines": solv_arg_lines,
             "solv_cached_probe": solv_cached_probe,
             "solv_may_have_unit": solv_may_have_unit,
+            "solv_units_to_prune": solv_units_to_prune,
             "solv_container_state": solv_container_state,
             "solv_container_plan": solv_container_plan,
             "solv_container_actions": solv_container_actions,
+            "solv_container_needs_run": solv_container_needs_run,
         }
