@@ -351,6 +351,9 @@ def test_a_load_whose_archive_lacks_the_image_or_whose_loader_died_is_waited_for
     gone.mkdir()
     (gone / "pid").write_text("999999999")
     assert _wait(host, str(gone), "solv/wanted:1").returncode == 125
+    # Its pid now another process's (this test's): died as well, not waited for.
+    (gone / "pid").write_text(str(os.getpid()))
+    assert _wait(host, str(gone), "solv/wanted:1").returncode == 125
 
 
 def test_a_dry_run_or_a_host_with_every_image_starts_no_load(host):
