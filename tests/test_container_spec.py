@@ -256,3 +256,7 @@ def test_the_units_to_prune_come_from_the_reading_where_it_lists_them():
     assert filters.solv_units_to_prune(None, "solv-vllm-", []) is None
     assert filters.solv_units_to_prune({**reading, "usable": False}, "solv-vllm-", []) is None
     assert filters.solv_units_to_prune(reading, "other-", []) is None
+    # Then from the unit files containers_prune.yml found on the host (the `find` module's files).
+    found = [{"path": "/etc/systemd/system/other-1.service"}, {"path": "/etc/systemd/system/other-2.service"}]
+    assert filters.solv_units_to_prune(None, "other-", ["2"], found) == ["other-1"]
+    assert filters.solv_units_to_prune({**reading, "usable": False}, "solv-vllm-", ["a"], []) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -347,16 +348,20 @@ def solv_may_have_unit(reading, unit):
     return unit in reading.get("unit_files", [])
 
 
-def solv_units_to_prune(reading, prefix, keep):
-    """{{ solv_host_reading | default(none) | solv_units_to_prune(prefix, keep) }}: the units <prefix>* the host has
-    whose names are not <prefix><k> for a k in keep (containers_prune.yml removes them), from the host's reading;
-    None when the reading cannot say (not usable, or a prefix outside solv-*, which it does not list): then
-    containers_prune.yml looks on the host. A role includes containers_prune.yml only where this is not [] (a no-op
-    run skips it in one task)."""
-    if not reading or not reading.get("usable") or not str(prefix).startswith("solv-"):
+def solv_units_to_prune(reading, prefix, keep, found=None):
+    """{{ solv_host_reading | default(none) | solv_units_to_prune(prefix, keep[, found]) }}: the units <prefix>* the
+    host has whose names are not <prefix><k> for a k in keep (containers_prune.yml removes them), from the host's
+    reading, or else from `found` (the `find` module's files in the systemd directory); None when neither can say
+    (no usable reading, or a prefix outside solv-*, which it does not list): then containers_prune.yml looks on the
+    host. A role includes containers_prune.yml only where this is not [] (a no-op run skips it in one task)."""
+    if reading and reading.get("usable") and str(prefix).startswith("solv-"):
+        units = reading.get("unit_files", [])
+    elif found is not None:
+        units = [os.path.basename(f["path"]).removesuffix(".service") for f in found]
+    else:
         return None
     kept = {f"{prefix}{k}" for k in keep}
-    return [u for u in reading.get("unit_files", []) if u.startswith(prefix) and u not in kept]
+    return [u for u in units if u.startswith(prefix) and u not in kept]
 
 
 def solv_container_actions(state, image, ctx):
