@@ -369,8 +369,7 @@ def solv_container_actions(state, image, ctx):
     entry of solv_container_state): {network (create it), reload (daemon-reload), enable, restart, dry_new (check
     mode: the unit is not on the host yet)}. Nothing with `stage` (upgrade's first pass).
 
-    ctx: stage, check_mode, changed (the caller says restart), images_present and networks_present (made present
-    in this run).
+    ctx: stage, check_mode, images_present and networks_present (made present in this run).
     """
     if ctx.get("stage"):
         return {"network": False, "reload": False, "enable": False, "restart": False, "dry_new": False}
@@ -382,8 +381,7 @@ def solv_container_actions(state, image, ctx):
         "reload": bool(state.get("unit_changed") or unit.get("need_daemon_reload")),
         "enable": unit.get("unit_file_state", "") != "enabled",
         "restart": bool(
-            ctx.get("changed")
-            or not have_image
+            not have_image
             or unit.get("active_state", "") != "active"
             or not container.get("running")
             or (container.get("labels") or {}).get("solv.spec", "") != state.get("sha")
