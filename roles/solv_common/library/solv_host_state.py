@@ -128,14 +128,17 @@ def _start_loads(module, wanted, tags):
     loading, queue = {}, []
     for entry in wanted:
         archive, path = entry["archive"], os.path.join(base, hashlib.sha1(entry["archive"].encode()).hexdigest()[:16])
+        done, alive = os.path.exists(os.path.join(path, "rc")), _loader_alive(path)
+        if alive and not done:  # to come or under way: never a second loader, and nothing to ask the engine
+            loading[archive] = path
+            continue
         lacks = [i for i in entry["images"] if i not in tags
                  and docker(module, ["image", "inspect", "--format", "{{.Id}}", i], "image") is None]
-        begun = os.path.exists(os.path.join(path, "rc")) or _loader_alive(path)
-        if lacks and begun:  # done (image.yml reads how it went) or to come: never a second loader
+        if lacks and done:  # image.yml reads how it went (and loads it itself unless it gave the image)
             loading[archive] = path
         elif lacks:
             queue.append((archive, path))
-        elif os.path.isdir(path) and not _loader_alive(path):
+        elif os.path.isdir(path) and not alive:
             shutil.rmtree(path, ignore_errors=True)
     if not queue or module.check_mode:
         return loading
