@@ -202,8 +202,8 @@ class _PlainLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
 
 
 # The plain YAML files this process read: path -> (mtime_ns, size, data). `apply` and `render` hand them to
-# ansible-playbook (save_plain_read; SOLV_PLAIN_YAML_CACHE), whose group_vars/host_vars plugin then parses none of
-# them again (plugins/vars/solv_host_group_vars.py): at 1,000 hosts about 0.2 s of a render or an apply.
+# ansible-playbook (save_plain_read; SOLV_PLAIN_YAML_CACHE), whose inventory and group_vars/host_vars plugins then
+# parse none of them again (plugins/inventory/solv_yaml.py, plugins/vars/solv_host_group_vars.py; plain_yaml_handed).
 _READ: dict[str, tuple[int, int, Any]] = {}
 PLAIN_YAML_CACHE = "SOLV_PLAIN_YAML_CACHE"
 
@@ -248,6 +248,31 @@ def load_plain_read(source: str | None) -> dict[str, tuple[int, int, Any]]:
             return {path: tuple(entry) for path, entry in json.load(handle).items()}
     except (OSError, ValueError):
         return {}
+
+
+# In ansible-playbook: what solv-provision handed over, and each file read there (keyed by mtime too: a process that
+# loads an inventory again after editing it, solv-provision itself and the tests, must not get the old data).
+_HANDED_OVER: dict[str, tuple[int, int, Any]] | None = None
+_PLAIN_READ: dict[tuple[str, int], Any] = {}
+
+
+def plain_yaml_handed(path: str) -> Any:
+    """plain_yaml for the plugins of ansible-playbook (the inventory file, group_vars/ and host_vars/): a file read
+    once per process, not at all while solv-provision handed it over unchanged (same mtime and size). The data is
+    shared: a caller that changes it copies it first."""
+    global _HANDED_OVER
+    if _HANDED_OVER is None:
+        _HANDED_OVER = load_plain_read(os.environ.get(PLAIN_YAML_CACHE))
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return PLAIN_DEFER
+    key = (path, stat.st_mtime_ns)
+    if key not in _PLAIN_READ:
+        handed = _HANDED_OVER.get(path)
+        same = handed is not None and handed[:2] == (stat.st_mtime_ns, stat.st_size)
+        _PLAIN_READ[key] = handed[2] if same else plain_yaml(path)
+    return _PLAIN_READ[key]
 
 
 def _templating_is_identity(value: Any) -> bool:

@@ -92,11 +92,17 @@ def test_vault_jinja_tags_and_precedence_go_the_same_way(tmp_path, monkeypatch):
     assert isinstance(hosts["gw-1"]["litellm_master_key"], inventory.Unresolved)  # vault: decrypted by the run
 
 
-@pytest.mark.parametrize("site", ["example", "lab", "generated", "mixed"])
-def test_ansible_playbook_reads_group_and_host_vars_the_same(site, tmp_path, monkeypatch):
-    """plugins/vars/solv_host_group_vars (ansible.cfg) against Ansible's own host_group_vars: every host's variables
-    as `ansible-inventory --list` gives them. Values read by libyaml are not marked trusted as templates (they have
-    no template to trust); that mark is the only difference, and it is left out of the comparison."""
+# Ansible's own inventory plugins, in its own order (ansible.cfg puts plugins/inventory/solv_yaml in place of `yaml`).
+ANSIBLES_INVENTORY_PLUGINS = "host_list,script,auto,yaml,ini,toml"
+
+
+@pytest.mark.parametrize("site", ["example", "lab", "generated", "mixed", "plugin-config"])
+def test_ansible_playbook_reads_the_inventory_the_same(site, tmp_path, monkeypatch):
+    """plugins/inventory/solv_yaml and plugins/vars/solv_host_group_vars (ansible.cfg) against Ansible's own yaml
+    and host_group_vars: every host's variables and groups as `ansible-inventory --list` gives them, also where a
+    file of the inventory is a plugin's configuration (`auto` reads it after solv_yaml refused it, as after
+    `yaml`). Values read by libyaml are not marked trusted as templates (they have no template to trust); that
+    mark is the only difference, and it is left out of the comparison."""
     import json
     import subprocess
 
@@ -104,27 +110,39 @@ def test_ansible_playbook_reads_group_and_host_vars_the_same(site, tmp_path, mon
 
     monkeypatch.setenv("SOLV_TEST_PORT", "8123")
     source = {"example": REPO / "inventories" / "example", "lab": REPO / "inventories" / "lab",
-              "generated": tmp_path / "generated", "mixed": tmp_path / "mixed"}[site]
+              "generated": tmp_path / "generated", "mixed": tmp_path / "mixed",
+              "plugin-config": tmp_path / "plugin-config"}[site]
     if site == "generated":
         inventory_gen.write(source, 40)
     elif site == "mixed":
         _mixed_site(source)
+    elif site == "plugin-config":
+        inventory_gen.write(source, 3)
+        # After hosts.yml (a folder's files are read in name order): it groups the hosts read before it.
+        (source / "z-constructed.yml").write_text(yaml.safe_dump({
+            "plugin": "ansible.builtin.constructed",
+            "groups": {"first_two": "inventory_hostname in ['gpu-0000', 'gpu-0001']"}}))
 
     def listed(**env):
         argv = ["ansible-inventory", "-i", str(source), "--list", "--vault-password-file", str(VAULT_PASSWORD)]
         done = subprocess.run(argv, env={**ansible_env(), **env}, capture_output=True, text=True, check=True)
         return _without_trust(json.loads(done.stdout))
 
-    ours, ansibles = listed(), listed(ANSIBLE_VARS_ENABLED="host_group_vars")
+    ours = listed()
+    ansibles = listed(ANSIBLE_VARS_ENABLED="host_group_vars",
+                      ANSIBLE_INVENTORY_ENABLED=ANSIBLES_INVENTORY_PLUGINS)
     assert ours == ansibles
+    if site == "plugin-config":
+        assert ours["first_two"]["hosts"] == ["gpu-0000", "gpu-0001"]
     assert len(ours["_meta"]["hostvars"]) == len(inventory.load([source], str(VAULT_PASSWORD)).hosts)
 
 
-def test_ansible_playbook_takes_the_files_solv_provision_read_while_they_are_unchanged(tmp_path):
+@pytest.mark.parametrize("name", ["host_vars/gpu-0001.yml", "hosts.yml"])
+def test_ansible_playbook_takes_the_files_solv_provision_read_while_they_are_unchanged(tmp_path, name):
     """`apply` and `render` hand ansible-playbook the plain YAML files the CLI's validation read (at 1,000 hosts
-    parsing them again costs about 0.2 s): the vars plugin takes a handed-over file while its mtime and size are the
-    ones recorded, and reads the file again once it changed. (The handed-over value is altered here to tell the two
-    apart.)"""
+    parsing them again costs about 0.5 s): the inventory and vars plugins take a handed-over file while its mtime
+    and size are the ones recorded, and read the file again once it changed. (The handed-over value is altered here
+    to tell the two apart.)"""
     import json
     import os
     import subprocess
@@ -133,25 +151,29 @@ def test_ansible_playbook_takes_the_files_solv_provision_read_while_they_are_unc
 
     source = tmp_path / "site"
     inventory_gen.write(source, 3)
-    host_file = source / "host_vars" / "gpu-0001.yml"
+    changed = source / name
     inventory.load([source])
     handed = inventory.save_plain_read(tmp_path / "handed.json")
     assert oct(handed.stat().st_mode & 0o777) == "0o600"
     doc = json.loads(handed.read_text())
-    assert doc[str(host_file)][2] == yaml.safe_load(host_file.read_text())
-    doc[str(host_file)][2]["vllm_models"][0]["port"] = 9999
+    assert doc[str(changed)][2] == yaml.safe_load(changed.read_text())
+    if name == "hosts.yml":
+        doc[str(changed)][2]["all"]["children"]["inference"]["hosts"]["gpu-0001"]["ansible_host"] = "10.99.0.2"
+    else:
+        doc[str(changed)][2]["vllm_models"][0]["port"] = 9999
     handed.write_text(json.dumps(doc))
 
-    def port():
+    def read():
         argv = ["ansible-inventory", "-i", str(source), "--host", "gpu-0001"]
         env = {**ansible_env(), inventory.PLAIN_YAML_CACHE: str(handed)}
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
-        return json.loads(done.stdout)["vllm_models"][0]["port"]
+        hostvars = json.loads(done.stdout)
+        return hostvars["ansible_host"], hostvars["vllm_models"][0]["port"]
 
-    assert port() == 9999
-    stat = host_file.stat()
-    os.utime(host_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    assert port() == 8001
+    assert read() == (("10.99.0.2", 8001) if name == "hosts.yml" else ("10.20.0.2", 9999))
+    stat = changed.stat()
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert read() == ("10.20.0.2", 8001)
 
 
 def _without_trust(value):

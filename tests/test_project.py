@@ -85,7 +85,8 @@ def test_wheel_carries_playbooks_and_roles(tmp_path):
     for needed in ("solv_provision/_content/playbooks/site.yml", "solv_provision/_content/ansible.cfg",
                    "solv_provision/_content/roles/solv_common/filter_plugins/solv_routing.py",
                    "solv_provision/_content/roles/vllm/meta/argument_specs.yml",
-                   "solv_provision/_content/plugins/vars/solv_host_group_vars.py"):
+                   "solv_provision/_content/plugins/vars/solv_host_group_vars.py",
+                   "solv_provision/_content/plugins/inventory/solv_yaml.py"):
         assert needed in names, needed
 
 

@@ -9,7 +9,6 @@ Enabled in ansible.cfg (vars_plugins_enabled) in place of ansible.builtin.host_g
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -51,17 +50,11 @@ DOCUMENTATION = """
       - vars_plugin_staging
 """
 
-# (path, mtime) -> its data, or the marker for "Ansible's loader". Keyed by mtime too: a process that loads an
-# inventory again after editing it (solv-provision itself, the tests) must not get the old data.
-_PLAIN: dict[tuple[str, int], object] = {}
-# The files `solv-provision` read before it started this ansible-playbook (inventory.save_plain_read).
-_HANDED_OVER = inventory.load_plain_read(os.environ.get(inventory.PLAIN_YAML_CACHE))
-
 
 class VarsModule(HostGroupVars):
     def load_found_files(self, loader, data, found_files):
         for found in found_files:
-            new_data = _plain(found)
+            new_data = inventory.plain_yaml_handed(found)
             if new_data is inventory.PLAIN_DEFER:
                 new_data = loader.load_from_file(found, cache="all", unsafe=True, trusted_as_template=True)
             if new_data:  # ignore empty files
@@ -71,17 +64,3 @@ class VarsModule(HostGroupVars):
                     raise AnsibleParserError(f"Could not process {found!r}.") from e
         return data
 
-
-def _plain(path: str):
-    """The file's data when it is plain YAML (read once per run, as Ansible's loader caches it, or not at all where
-    solv-provision handed it over unchanged), else the marker."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return inventory.PLAIN_DEFER
-    key = (path, stat.st_mtime_ns)
-    if key not in _PLAIN:
-        handed = _HANDED_OVER.get(path)
-        same = handed is not None and handed[:2] == (stat.st_mtime_ns, stat.st_size)
-        _PLAIN[key] = handed[2] if same else inventory.plain_yaml(path)
-    return _PLAIN[key]
