@@ -11,11 +11,13 @@ from collections.abc import Mapping
 from typing import Any
 
 WILDCARDS = ("0.0.0.0", "::")
+# The variables host_address reads, in order.
+ADDRESS_KEYS = ("solv_internal_address", "ansible_host")
 
 
 def host_address(hostvars: Mapping[str, Any], name: str) -> str:
     """The address other hosts use to reach `name`: solv_internal_address, else ansible_host, else the name."""
-    for key in ("solv_internal_address", "ansible_host"):
+    for key in ADDRESS_KEYS:
         value = hostvars.get(key)
         if value:
             return str(value)

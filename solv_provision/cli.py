@@ -203,7 +203,7 @@ def _run(mode, *, inventories, limit, tags, extra_vars, forks, verbose, vault_pa
     with bundle_served(inv, bundle_dir, bundle_address, bundle_port) as bundle_vars:
         result = runner.run_playbook(
             str(book), list(inventories), mode=mode, limit=limit, tags=tags, extra_vars=list(extra_vars) + bundle_vars,
-            forks=forks, verbosity=verbose, vault_password_file=vault_password_file,
+            forks=forks, verbosity=verbose, vault_password_file=vault_password_file, inv=inv,
         )
     sys.exit(result.exit_code)
 
@@ -632,7 +632,7 @@ def secrets_rotate(name, inventories, vault_password_file, host, verbose):
         rotation = rotate.plan(inv, name, host)
     click.echo(f"rotating {name} on {rotation.owner}, then re-applying {', '.join(rotation.services)} on "
                f"{', '.join(rotation.hosts)}", err=True)
-    common = {"vault_password_file": vault_password_file, "verbosity": verbose}
+    common = {"vault_password_file": vault_password_file, "verbosity": verbose, "inv": inv}
     first = runner.run_playbook("rotate.yml", list(inventories), limit=rotation.owner,
                                 extra_vars=[rotation.extra_vars()], **common)
     if first.exit_code != 0:

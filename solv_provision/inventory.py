@@ -57,6 +57,8 @@ class Inventory:
     ordered_groups: dict[str, list[str]] = field(default_factory=dict)
     # Groups the monitoring rules compute, which Ansible does not know (--limit cannot name them).
     computed: frozenset[str] = frozenset()
+    # host -> the variables of `hosts` whose value came from templating (the rest is exactly as the files say it).
+    templated: dict[str, frozenset[str]] = field(default_factory=dict)
     _member_of: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -129,6 +131,7 @@ def load(sources: list[str | Path], vault_password_file: str | None = None, fast
     # Ansible's order (what `groups` holds in a play) decides "the first host of a group"; lists are sorted below.
     ordered = {name: [h.name for h in g.get_hosts()] for name, g in inv.groups.items()}
     hosts: dict[str, dict[str, Any]] = {}
+    templated: dict[str, frozenset[str]] = {}
     for host in inv.get_hosts():
         try:
             allvars = _host_vars(varman, host, fast_path)
@@ -136,12 +139,17 @@ def load(sources: list[str | Path], vault_password_file: str | None = None, fast
             raise InventoryError(_yaml_problem(paths, host.name) or f"host {host.name}: {_short(exc)}") from None
         templar = Templar(loader=loader, variables=allvars)
         mine: dict[str, Any] = {}
+        resolved = []
         for key in allvars:
             if is_solv_var(key) or key in _ADDRESS_KEYS:
                 value = allvars[key]
-                plain = fast_path and _templating_is_identity(value)
-                mine[key] = _plain(value) if plain else _resolve(templar, allvars, key)
+                if fast_path and _templating_is_identity(value):
+                    mine[key] = _plain(value)
+                else:
+                    mine[key] = _resolve(templar, allvars, key)
+                    resolved.append(key)
         hosts[host.name] = mine
+        templated[host.name] = frozenset(resolved)
     # With the monitoring rules' groups (solv_provision.monitoring), as the roles compute them.
     from solv_provision import monitoring
 
@@ -154,7 +162,8 @@ def load(sources: list[str | Path], vault_password_file: str | None = None, fast
                          | ({monitoring.GROUP} if not ordered.get(monitoring.GROUP) else set()))
     ordered = monitoring.groups_with_monitoring(ordered, hosts)
     groups = {name: sorted(members) for name, members in ordered.items()}
-    return Inventory(sources=paths, groups=groups, hosts=hosts, ordered_groups=ordered, computed=computed)
+    return Inventory(sources=paths, groups=groups, hosts=hosts, ordered_groups=ordered, computed=computed,
+                     templated=templated)
 
 
 def _host_vars(varman, host, fast_path: bool) -> dict[str, Any]:

@@ -119,7 +119,7 @@ def render_files(inv: Inventory, inventories: list[str], what: str, *, host: str
         extra = _extra_vars(inv, services=services_of(what), hosts=hosts, out=out)
         for name in hosts:  # the folder unit files go to, which a real host has (a module call less in the play)
             (out / name / "etc/systemd/system").mkdir(parents=True)
-        _run_render_play(tmp, inventories=inventories, hosts=hosts, extra=extra,
+        _run_render_play(tmp, inv=inv, inventories=inventories, hosts=hosts, extra=extra,
                          vault_password_file=vault_password_file)
         return _read_back(out)
 
@@ -151,12 +151,13 @@ def _extra_vars(inv: Inventory, *, services: list[str], hosts: list[str], out: P
     }
 
 
-def _run_render_play(private: str, *, inventories: list[str], hosts: list[str], extra: dict,
+def _run_render_play(private: str, *, inv: Inventory, inventories: list[str], hosts: list[str], extra: dict,
                      vault_password_file: str | None) -> None:
     """Run playbooks/render.yml on the controller; RenderError with the first failures when it fails."""
     import ansible_runner
 
-    from solv_provision.runner import ansible_env, plain_yaml_handover, result_message
+    from solv_provision import handover
+    from solv_provision.runner import ansible_env, result_message
 
     cmd = ["-e", json.dumps(extra)]
     if vault_password_file:
@@ -175,7 +176,7 @@ def _run_render_play(private: str, *, inventories: list[str], hosts: list[str], 
         inventory=[str(Path(i).expanduser().resolve()) for i in inventories],
         limit=",".join(hosts),
         cmdline=shlex.join(cmd),
-        envvars=ansible_env(plain_yaml_handover(Path(private))),
+        envvars=ansible_env(handover.environment(Path(private), inv, [json.dumps(extra)])),
         quiet=True,
         event_handler=handler,
     )

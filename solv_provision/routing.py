@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from solv_provision.addresses import bracketed, host_address
+from solv_provision.addresses import ADDRESS_KEYS, bracketed, host_address
 
 # Production router defaults (LiteLLM docs: routing, proxy/prod). `litellm_router_settings` merges over these.
 # A dead replica costs no request (measured with LiteLLM 1.108.7, two stand-in replicas, a client loop):
@@ -36,6 +36,8 @@ ROUTER_DEFAULTS: dict[str, Any] = {
 
 # LiteLLM reads the vLLM API key from this environment variable of its container.
 VLLM_API_KEY_ENV = "VLLM_API_KEY"
+# The only variables of a host that vllm_instances (and so litellm_routing and model_kinds) reads.
+INPUT_KEYS = ("vllm_models", *ADDRESS_KEYS)
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ def litellm_routing(
 ) -> dict[str, Any]:
     """The LiteLLM `model_list` and `router_settings` for the given inference hosts.
 
-    hosts: inventory name -> that host's variables (only `vllm_models` and the address keys are read).
+    hosts: inventory name -> that host's variables (only INPUT_KEYS are read).
     Local instances come first (deterministic order; each with `model_info.id`), then the external models
     (`model_name` and `litellm_params` as given, no `model_info`: the litellm role tells them apart by it).
     """

@@ -92,15 +92,6 @@ def ansible_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def plain_yaml_handover(private: Path) -> dict[str, str]:
-    """The environment that hands ansible-playbook the inventory files this process already read (they are not
-    parsed twice: inventory.save_plain_read); written into the run's private folder."""
-    from solv_provision import inventory
-
-    saved = inventory.save_plain_read(Path(private) / "plain-yaml.json")
-    return {inventory.PLAIN_YAML_CACHE: str(saved)} if saved else {}
-
-
 def brief(names, shown: int = 5) -> str:
     """'a, b, c' for a few names; 'a, b, c, d, e, … and 95 more' for many (messages stay one readable line)."""
     names = list(names)
@@ -186,9 +177,12 @@ def _cmdline(*, mode: str, tags, extra_vars, forks, verbosity, vault_password_fi
 
 
 def run_playbook(playbook: str, inventories: list[str], *, mode: str = "apply", limit=None, tags=None,
-                 extra_vars=None, forks=None, verbosity: int = 0, vault_password_file=None) -> RunResult:
+                 extra_vars=None, forks=None, verbosity: int = 0, vault_password_file=None,
+                 inv=None) -> RunResult:
+    """Run PLAYBOOK; INV, the inventory the CLI loaded from INVENTORIES, is handed over (solv_provision.handover)."""
     import ansible_runner
 
+    from solv_provision import handover
     from solv_provision.progress import Progress
 
     book = resolve_playbook(playbook)
@@ -206,12 +200,12 @@ def run_playbook(playbook: str, inventories: list[str], *, mode: str = "apply", 
             limit=limit,
             cmdline=_cmdline(mode=mode, tags=tags, extra_vars=extra_vars, forks=forks, verbosity=verbosity,
                              vault_password_file=vault_password_file),
-            envvars=ansible_env(plain_yaml_handover(private)),
+            envvars=ansible_env(handover.environment(private, inv, extra_vars or ())),
             quiet=verbosity == 0,
             event_handler=lambda event: handle_event(event, result, progress) or True,
             settings={"suppress_env_files": True},
         )
-    (private / "plain-yaml.json").unlink(missing_ok=True)
+    handover.remove(private)
     result.rc = runner.rc
     if runner.rc != 0 and not result.failures:
         result.failures.append(Failure("-", "-", f"ansible-playbook exited with {runner.rc} ({runner.status}); "

@@ -49,7 +49,7 @@ def run_upgrade(inv: Inventory, *, inventories: list[str], options: Options) -> 
     tags = ",".join(services)
 
     _say("stage: every image present on every host (nothing restarts)")
-    if not _ok(_play(inventories, options, "site.yml", tags=tags, extra={"solv_stage_images": True}), "staging"):
+    if not _ok(_play(inv, inventories, options, "site.yml", tags=tags, extra={"solv_stage_images": True}), "staging"):
         return 1
     for group in groups:
         if group == "gateway":
@@ -63,7 +63,7 @@ def run_upgrade(inv: Inventory, *, inventories: list[str], options: Options) -> 
                 _say("backup failed: no gateway host was touched", err=True)
                 return code
         _say(f"{group}: {options.serial} host(s) at a time, stopping at the first that fails")
-        result = _play(inventories, options, PLAYBOOKS[group], tags=tags,
+        result = _play(inv, inventories, options, PLAYBOOKS[group], tags=tags,
                        extra={"solv_serial": options.serial, "solv_max_fail_percentage": 0})
         if not _ok(result, group):
             untouched = untouched_hosts(inv.in_group(group), result.hosts, later=_later(inv, groups, group))
@@ -86,10 +86,10 @@ def _later(inv: Inventory, groups: list[str], group: str) -> list[str]:
     return [h for g in groups[groups.index(group) + 1:] for h in inv.in_group(g)]
 
 
-def _play(inventories: list[str], options: Options, playbook: str, *, tags: str, extra: dict):
+def _play(inv: Inventory, inventories: list[str], options: Options, playbook: str, *, tags: str, extra: dict):
     return runner.run_playbook(playbook, inventories, mode="apply", limit=options.limit, tags=tags,
                                extra_vars=[json.dumps(extra), *options.extra_vars], forks=options.forks,
-                               verbosity=options.verbose, vault_password_file=options.vault_password_file)
+                               verbosity=options.verbose, vault_password_file=options.vault_password_file, inv=inv)
 
 
 def _ok(result, step: str) -> bool:

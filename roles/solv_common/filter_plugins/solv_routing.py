@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 try:
-    from solv_provision import addresses, gateway, multinode, routing
+    from solv_provision import addresses, gateway, handover, multinode, routing
 except ImportError:  # plain ansible-playbook from a checkout, package not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-    from solv_provision import addresses, gateway, multinode, routing
+    from solv_provision import addresses, gateway, handover, multinode, routing
 
 
 def _hosts(hostvars, names):
@@ -20,14 +20,16 @@ def _hosts(hostvars, names):
 def solv_litellm_routing(hostvars, inference_hosts, external_models=(), fallbacks=None, router_settings=None):
     """{{ hostvars | solv_litellm_routing(groups['inference'], litellm_external_models, ...) }}: model_list and
     router_settings, and `names` (routing.model_names: computed here once, not by filters over a list of
-    thousands of entries wherever a name list is used)."""
-    result = routing.litellm_routing(_hosts(hostvars, inference_hosts), external_models, fallbacks, router_settings)
+    thousands of entries wherever a name list is used). The hosts' inputs as solv-provision handed them over, where
+    it did (handover.routing_hosts)."""
+    hosts = handover.routing_hosts(hostvars, inference_hosts)
+    result = routing.litellm_routing(hosts, external_models, fallbacks, router_settings)
     return {**result, "names": routing.model_names(result["model_list"])}
 
 
 def solv_model_kinds(hostvars, inference_hosts):
     """{{ hostvars | solv_model_kinds(groups['inference']) }} -> {served: [...], embedding: [...]}"""
-    return routing.model_kinds(_hosts(hostvars, inference_hosts))
+    return routing.model_kinds(handover.routing_hosts(hostvars, inference_hosts))
 
 
 def solv_host_address(name, hostvars):

@@ -1,0 +1,79 @@
+"""What solv-provision hands the ansible-playbook it starts, so that the play does not work out again what the CLI
+has just read: the plain YAML files of the inventory (inventory.save_plain_read, read by plugins/) and each host's
+routing inputs (read by solv_common's routing filters: at 1,000 hosts, building every inference host's variables in
+the play to read three of them costs `render litellm` and each `apply` about a second per filter)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from solv_provision import inventory, routing
+
+ROUTING_INPUTS = "SOLV_ROUTING_INPUTS"
+_FILES = ("plain-yaml.json", "routing-inputs.json")
+
+
+def environment(private: Path, inv: inventory.Inventory | None = None, extra_vars: Iterable[str] = ()) -> dict:
+    """The environment of a run whose private folder is PRIVATE (the files are written there, 0600)."""
+    env = {}
+    saved = inventory.save_plain_read(Path(private) / _FILES[0])
+    if saved:
+        env[inventory.PLAIN_YAML_CACHE] = str(saved)
+    inputs = routing_inputs(inv, extra_vars) if inv is not None else None
+    if inputs is not None:
+        dest = Path(private) / _FILES[1]
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(inputs, out)
+        env[ROUTING_INPUTS] = str(dest)
+    return env
+
+
+def remove(private: Path) -> None:
+    for name in _FILES:
+        (Path(private) / name).unlink(missing_ok=True)
+
+
+def routing_inputs(inv: inventory.Inventory, extra_vars: Iterable[str] = ()) -> dict[str, dict[str, Any]] | None:
+    """host -> the routing.INPUT_KEYS it sets, as the inventory's files say them: every host but one whose input
+    came from templating (the play may template it otherwise: facts, lookups). None when an extra variable could
+    set one: anything but a JSON object of other names (the CLI's own), e.g. the user's `-e key=value` or `@file`."""
+    for extra in extra_vars:
+        try:
+            data = json.loads(extra)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or set(data) & set(routing.INPUT_KEYS):
+            return None
+    keys = set(routing.INPUT_KEYS)
+    return {host: {key: hostvars[key] for key in routing.INPUT_KEYS if key in hostvars}
+            for host, hostvars in inv.hosts.items() if not inv.templated.get(host, frozenset()) & keys}
+
+
+_HANDED: dict[str, dict[str, Any]] | None = None
+
+
+def routing_hosts(hostvars: Mapping[str, Any], names: Iterable[str]) -> dict[str, Mapping[str, Any]]:
+    """name -> its routing inputs for the routing filters: as handed over when every one of NAMES was (no role
+    sets them, tests/test_project.py), else Ansible's hostvars."""
+    global _HANDED
+    if _HANDED is None:
+        _HANDED = _read(os.environ.get(ROUTING_INPUTS))
+    names = list(names)
+    if names and all(name in _HANDED for name in names):
+        return {name: _HANDED[name] for name in names}
+    return {name: hostvars[name] for name in names}
+
+
+def _read(path: str | None) -> dict[str, dict[str, Any]]:
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
