@@ -59,7 +59,7 @@ _HANDED: dict[str, dict[str, Any]] | None = None
 
 def routing_hosts(hostvars: Mapping[str, Any], names: Iterable[str]) -> dict[str, Mapping[str, Any]]:
     """name -> its routing inputs for the routing filters: as handed over when every one of NAMES was (no role
-    sets them, tests/test_project.py), else Ansible's hostvars."""
+    sets them: tests/test_handover.py), else Ansible's hostvars."""
     global _HANDED
     if _HANDED is None:
         _HANDED = _read(os.environ.get(ROUTING_INPUTS))
