@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from solv_provision import addresses, gateway, multinode, specs, value_types
+from solv_provision import addresses, gateway, multinode, spec_check, specs
 from solv_provision import models as staged_models
 from solv_provision.services import GROUP_ROLES
 
@@ -33,16 +33,16 @@ def role_problems(role: str, values: Mapping[str, Any], context: Mapping[str, An
                   check_types: bool = True) -> Problems:
     """(key, message) for everything wrong with one host's settings of `role` (empty when fine).
 
-    Types first (value_types: exactly what the role uses, no coercion; the validator checked them already
-    and passes check_types=False); a variable of the wrong type counts as its default for the role's other
-    rules, so one mistake gives one message."""
+    The argument specs first (spec_check: the types exactly as the role uses them, no coercion, then choices
+    and keys; the validator checked them already and passes check_types=False); a variable that fails them
+    counts as its default for the role's other rules, so one mistake gives one message."""
     rule = ROLE_RULES.get(role)
     if not rule:
         return []
     typed: Problems = []
-    for key, spec in specs.role_specs()[role].options.items() if check_types else ():
+    for key in specs.role_specs()[role].options if check_types else ():
         if key in values:
-            typed += value_types.problems(key, spec, values[key])
+            typed += spec_check.checker().problems(key, values[key])
     wrong = {re.split(r"[\[.]", label, maxsplit=1)[0] for label, _ in typed}
     usable = {key: specs.default(key) if key in wrong else value for key, value in values.items()}
     ctx = dict(context or {})

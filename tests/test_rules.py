@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import INVENTORIES, REPO
-from solv_provision import addresses, rules, secrets, specs
+from solv_provision import addresses, rules, secrets, spec_check, specs
 
 
 def _defaults(role):
@@ -67,6 +67,29 @@ def test_every_service_role_checks_limits_timeouts_and_extra_env(role):
     keys = _keys(rules.role_problems(role, values, context))
     assert sorted(keys) == sorted([f"{role}_memory_limit", f"{role}_cpu_limit", f"{role}_start_timeout",
                                    f"{role}_extra_env.BAD-NAME", f"{role}_extra_env.OK"])
+
+
+_CHOICES = [(role, key) for role in rules.ROLE_RULES for key, spec in specs.role_specs()[role].options.items()
+            if spec.get("choices")]
+
+
+@pytest.mark.parametrize("role, key", _CHOICES)
+def test_the_preflight_refuses_a_value_outside_the_choices(role, key):
+    """The playbooks import the service roles without Ansible's argument spec check: their preflight refuses a
+    value the spec does not list (one of a list's elements too), with the message `validate` gives."""
+    spec = specs.role_specs()[role].options[key]
+    wrong = ["magic"] if spec.get("type") == "list" else "magic"
+    problems = rules.role_problems(role, {**_defaults(role), key: wrong}, {"own_address": "10.0.0.1"})
+    assert [message for name, message in problems if name == key] == \
+        [message for _, message in spec_check.checker().problems(key, wrong)]
+    assert "magic" in dict(problems)[key]
+
+
+def test_the_preflight_refuses_an_unknown_key_of_a_model():
+    model = {"name": "m", "model": "org/m", "port": 8001, "gpus": [0], "tensor_paralel_size": 2}
+    problems = rules.role_problems("vllm", {**_defaults("vllm"), "vllm_models": [model]},
+                                   {"own_address": "10.0.0.1", "models": []})
+    assert dict(problems)["vllm_models[0] (m)"].startswith("unknown key tensor_paralel_size. Supported parameters")
 
 
 def test_grafana_gets_its_admin_password_only_from_the_role_and_publishes_on_an_ip():
