@@ -86,8 +86,24 @@ def test_wheel_carries_playbooks_and_roles(tmp_path):
                    "solv_provision/_content/roles/solv_common/filter_plugins/solv_routing.py",
                    "solv_provision/_content/roles/vllm/meta/argument_specs.yml",
                    "solv_provision/_content/plugins/vars/solv_host_group_vars.py",
-                   "solv_provision/_content/plugins/inventory/solv_yaml.py"):
+                   "solv_provision/_content/plugins/inventory/solv_yaml.py",
+                   "solv_provision/_content/playbooks/tasks/monitoring_host.yml"):
         assert needed in names, needed
+
+
+def test_the_monitoring_host_gate_names_the_units_of_the_roles_it_includes():
+    """playbooks/monitoring.yml skips Alertmanager, Prometheus and Grafana as one task on a host that neither runs them
+    nor may have one of their units: its condition names each included role's unit (the role's `__<role>_name`) and
+    its tags each role's tag."""
+    play = yaml.safe_load((REPO / "playbooks" / "monitoring.yml").read_text())[0]
+    gate = next(task for task in play["tasks"] if "ansible.builtin.include_tasks" in task)
+    included = yaml.safe_load((REPO / "playbooks" / gate["ansible.builtin.include_tasks"]).read_text())
+    roles = [task["ansible.builtin.import_role"]["name"] for task in included]
+    units = [yaml.safe_load((REPO / "roles" / role / "vars" / "main.yml").read_text())[f"__{role}_name"]
+             for role in roles]
+    assert roles == ["alertmanager", "prometheus", "grafana"]
+    assert re.findall(r"solv_may_have_unit\('([^']+)'\)", gate["when"]) == units
+    assert gate["tags"] == [task["tags"][0] for task in included] == roles
 
 
 def _tasks(node):
