@@ -33,7 +33,6 @@ class SpecChecker:
         self._seen: dict[tuple[str, str], list[tuple[str, str]]] = {}
 
     def problems(self, key: str, value: Any) -> list[tuple[str, str]]:
-        value = _plain(value)
         try:
             memo = (key, json.dumps(value, sort_keys=True))
         except (TypeError, ValueError):
@@ -45,6 +44,7 @@ class SpecChecker:
     def _check(self, key: str, value: Any) -> list[tuple[str, str]]:
         # Types first, without Ansible's coercion (value_types); Ansible's validator then checks what is
         # left (required keys, choices, unknown keys) on values that are already the right type.
+        value = _plain(value)
         strict = value_types.problems(key, self.options[key][1], value)
         if strict:
             return list(strict)
