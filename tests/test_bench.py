@@ -106,3 +106,17 @@ def test_the_converge_benchmark_builds_a_lab_of_n_hosts_beside_the_lab(tmp_path)
     # The lab's settings, with its image versions found from the checkout (the inventory is elsewhere).
     settings = (inv / "group_vars" / "all.yml").read_text()
     assert f"'{REPO}/lab/images/versions.yml'" in settings and "inventory_dir ~ '/../../lab" not in settings
+
+
+def test_the_task_floor_shape_has_the_tasks_and_remote_calls_it_is_named_for():
+    import bench_task_floor as floor
+
+    [play] = floor.shaped_playbook(93, 80, 4)
+    tasks = play["tasks"]
+    remote = [t for t in tasks if "ansible.builtin.setup" in t or "ansible.builtin.ping" in t]
+    skipped = [t for t in tasks if t.get("when") == "false"]
+    assert (len(tasks), len(remote), len(skipped)) == (173, 4, 80)
+    assert "ansible.builtin.setup" in tasks[0] and play["hosts"] == "all"
+    # The skipped tasks are spread between the others, as in a role's run, not left in one stretch at the end.
+    stretches = "".join("s" if t.get("when") == "false" else "." for t in tasks).split(".")
+    assert max(len(s) for s in stretches) <= 2
