@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -209,6 +210,21 @@ def test_vllm_keepalive_is_not_delayed(vllm):
         assert vllm.request("POST", "/v1/completions", {"prompt": "x"}, key=KEY, conn=conn)[0] == 200
     conn.close()
     assert time.monotonic() - start < 0.5
+
+
+def test_vllm_takes_a_burst_of_connections_while_busy(vllm):
+    # While the server accepts nothing (stopped), the kernel completes only as many connections as its listen
+    # backlog holds; the rest wait on dropped SYNs or are reset. vLLM's uvicorn holds 2048.
+    vllm.p.send_signal(signal.SIGSTOP)
+    try:
+        conns = [socket.create_connection(("127.0.0.1", vllm.port), timeout=0.5) for _ in range(40)]
+    finally:
+        vllm.p.send_signal(signal.SIGCONT)
+    for sock in conns:
+        conn = http.client.HTTPConnection("127.0.0.1", vllm.port, timeout=10)
+        conn.sock = sock
+        assert vllm.request("POST", "/v1/completions", {"prompt": "x"}, key=KEY, conn=conn)[0] == 200
+        conn.close()
 
 
 @pytest.fixture(scope="module")

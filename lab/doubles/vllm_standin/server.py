@@ -39,6 +39,9 @@ _WORD = re.compile(r"\w+")
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # vLLM's server (uvicorn) listens with a backlog of 2048; socketserver's default of 5 resets connections when
+    # 32 clients connect at once (the gateway benchmark's burst).
+    request_queue_size = 2048
 
     def get_request(self):
         conn, addr = super().get_request()
