@@ -120,3 +120,6 @@ def test_the_task_floor_shape_has_the_tasks_and_remote_calls_it_is_named_for():
     # The skipped tasks are spread between the others, as in a role's run, not left in one stretch at the end.
     stretches = "".join("s" if t.get("when") == "false" else "." for t in tasks).split(".")
     assert max(len(s) for s in stretches) <= 2
+    # A shape of one task that runs keeps its skipped ones.
+    [play] = floor.shaped_playbook(1, 5, 1)
+    assert len(play["tasks"]) == 6
