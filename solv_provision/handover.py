@@ -60,13 +60,18 @@ _HANDED: dict[str, dict[str, Any]] | None = None
 def routing_hosts(hostvars: Mapping[str, Any], names: Iterable[str]) -> dict[str, Mapping[str, Any]]:
     """name -> its routing inputs for the routing filters: as handed over when every one of NAMES was (no role
     sets them: tests/test_handover.py), else Ansible's hostvars."""
+    names = list(names)
+    if handed_over(names):
+        return {name: _HANDED[name] for name in names}
+    return {name: hostvars[name] for name in names}
+
+
+def handed_over(names: list[str]) -> bool:
+    """Whether the routing inputs of every one of NAMES were handed over (they are then the same all run long)."""
     global _HANDED
     if _HANDED is None:
         _HANDED = _read(os.environ.get(ROUTING_INPUTS))
-    names = list(names)
-    if names and all(name in _HANDED for name in names):
-        return {name: _HANDED[name] for name in names}
-    return {name: hostvars[name] for name in names}
+    return bool(names) and all(name in _HANDED for name in names)
 
 
 def _read(path: str | None) -> dict[str, dict[str, Any]]:

@@ -3,6 +3,7 @@ files say them, taken by the routing filters only where the play could not see a
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from conftest import REPO
 from solv_provision import handover, inventory, render, routing
 
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "roles" / "solv_common" / "filter_plugins"))
 import inventory_gen  # noqa: E402
 
 EXAMPLE = REPO / "inventories" / "example"
@@ -72,6 +74,47 @@ def test_the_filters_take_the_handover_only_where_it_holds_every_host(tmp_path, 
     assert handover.routing_hosts(hostvars, ["a", "c"]) == {"a": hostvars["a"], "c": hostvars["c"]}
     handed(None)
     assert handover.routing_hosts(hostvars, ["a", "b"]) == {"a": hostvars["a"], "b": hostvars["b"]}
+
+
+@pytest.fixture
+def routing_filter(monkeypatch):
+    """solv_common's routing filters, with a count of the routings they compute and none remembered."""
+    module = importlib.import_module("solv_routing")
+    monkeypatch.setattr(module, "_ROUTED", {})
+    computed = []
+    real = routing.litellm_routing
+    monkeypatch.setattr(routing, "litellm_routing", lambda *args: computed.append(args) or real(*args))
+    module.computed = computed
+    return module
+
+
+def test_a_routing_of_handed_over_inputs_is_computed_once_for_the_same_other_inputs(tmp_path, handed,
+                                                                                     routing_filter):
+    path = tmp_path / "inputs.json"
+    path.write_text(json.dumps({"a": {"vllm_models": [{"name": "q", "model": "Qwen/Qwen2.5-0.5B-Instruct", "port": 8000}],
+                                      "ansible_host": "10.0.0.1"}}))
+    handed(path)
+    external = [{"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o"}}]
+    first = routing_filter.solv_litellm_routing({}, ["a"], external, None, None)
+    assert routing_filter.solv_litellm_routing({}, ["a"], external, None, None) is first
+    assert len(routing_filter.computed) == 1
+    other = routing_filter.solv_litellm_routing({}, ["a"], [], None, {"routing_strategy": "simple-shuffle"})
+    assert len(routing_filter.computed) == 2
+    assert other["names"]["all"] == ["q"] and first["names"]["all"] == ["q", "gpt-4o"]
+    assert other["router_settings"]["routing_strategy"] == "simple-shuffle"
+
+
+def test_a_routing_over_the_plays_hostvars_is_computed_each_time(handed, routing_filter):
+    """Without the handover the hosts' variables may differ between two calls (facts): nothing is remembered."""
+    handed(None)
+    hostvars = {"a": {"vllm_models": [{"name": "q", "model": "Qwen/Qwen2.5-0.5B-Instruct", "port": 8000}],
+                      "ansible_host": "10.0.0.1"}}
+    first = routing_filter.solv_litellm_routing(hostvars, ["a"])
+    hostvars["a"]["ansible_host"] = "10.0.0.2"
+    second = routing_filter.solv_litellm_routing(hostvars, ["a"])
+    assert len(routing_filter.computed) == 2
+    assert [m["litellm_params"]["api_base"] for m in (first["model_list"][0], second["model_list"][0])] == \
+        ["http://10.0.0.1:8000/v1", "http://10.0.0.2:8000/v1"]
 
 
 def _litellm_config(inv, source) -> dict:
