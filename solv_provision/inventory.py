@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from solv_provision.paths import state_dir
 
 # Ask Ansible to fail (not warn) on an inventory it cannot parse; must be set before ansible.constants loads.
 os.environ.setdefault("ANSIBLE_INVENTORY_UNPARSED_FAILED", "True")
@@ -99,10 +102,7 @@ def load(sources: list[str | Path], vault_password_file: str | None = None, fast
 
     fast_path=False reads every file with Ansible's YAML loader (the reference the fast path is tested against)."""
     from ansible.errors import AnsibleError
-    from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
-    from ansible.template import Templar
-    from ansible.vars.manager import VariableManager
 
     paths = [Path(s).expanduser().resolve() for s in sources]
     for p in paths:
@@ -121,6 +121,18 @@ def load(sources: list[str | Path], vault_password_file: str | None = None, fast
         except (AnsibleError, OSError) as exc:
             raise InventoryError(f"{vault_file}: cannot read the vault password: {exc}") from None
         loader.set_vault_secrets([("default", secret)])
+
+    if not fast_path:
+        return _load(paths, loader, fast_path)
+    with _plain_read_stored():
+        return _load(paths, loader, fast_path)
+
+
+def _load(paths: list[Path], loader, fast_path: bool) -> Inventory:
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.template import Templar
+    from ansible.vars.manager import VariableManager
 
     try:
         inv = InventoryManager(loader=loader, sources=[str(p) for p in paths])
@@ -221,6 +233,17 @@ def plain_yaml(path: str) -> Any:
     """The file's data when it is plain YAML, else PLAIN_DEFER."""
     try:
         stat = os.stat(path)
+    except OSError:
+        return PLAIN_DEFER
+    if _LOADING is not None:
+        _LOADING.add(str(path))
+    if _STORED is not None:
+        entry = _STORED.get(str(path))
+        if entry is not None and entry[:4] == _identity(stat):
+            _READ[str(path)] = (stat.st_mtime_ns, stat.st_size, entry[4])
+            _IDENTITY[str(path)] = entry[:4]
+            return entry[4]
+    try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return PLAIN_DEFER
@@ -233,7 +256,54 @@ def plain_yaml(path: str) -> Any:
     if not _templating_is_identity(data):
         return PLAIN_DEFER
     _READ[str(path)] = (stat.st_mtime_ns, stat.st_size, data)
+    _IDENTITY[str(path)] = _identity(stat)
     return data
+
+
+# Across runs of solv-provision: the plain files its last inventory load read, each with what identifies its
+# content (mtime, ctime, size, inode: ctime changes with every write and no tool sets it back), in the state folder
+# (0600). A run over files that did not change reads them from there, not YAML again (1,000 hosts: 0.2 s).
+# Only `load` uses it; ansible-playbook's plugins get the files handed over (save_plain_read).
+_STORE = "inventory-plain-yaml.json"
+_STORED: dict[str, list] | None = None  # path -> [mtime_ns, ctime_ns, size, inode, data] while `load` runs
+_LOADING: set[str] | None = None  # the plain files asked for while `load` runs
+_IDENTITY: dict[str, list[int]] = {}  # path -> the identity of the data in _READ
+
+
+def _identity(stat: os.stat_result) -> list[int]:
+    return [stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino]
+
+
+@contextlib.contextmanager
+def _plain_read_stored():
+    """While `load` runs: plain files taken from the store where unchanged; then the store holds this load's."""
+    global _STORED, _LOADING
+    try:
+        with open(state_dir() / _STORE, encoding="utf-8") as handle:
+            stored = json.load(handle)
+    except (OSError, ValueError):
+        stored = {}
+    _STORED, _LOADING = stored if isinstance(stored, dict) else {}, set()
+    try:
+        yield
+    finally:
+        loaded, _STORED, _LOADING = _LOADING, None, None
+    kept = {path: _IDENTITY[path] + [_READ[path][2]] for path in sorted(loaded) if path in _IDENTITY}
+    if kept != stored:
+        _write_store(kept)
+
+
+def _write_store(kept: dict[str, list]) -> None:
+    folder = state_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = folder / f".{_STORE}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(kept, out)
+        os.replace(tmp, folder / _STORE)
+    except OSError:
+        pass  # a faster next run only
 
 
 def save_plain_read(dest: Path) -> Path | None:
@@ -277,6 +347,8 @@ def plain_yaml_handed(path: str) -> Any:
     except OSError:
         return PLAIN_DEFER
     key = (path, stat.st_mtime_ns)
+    if _LOADING is not None:
+        _LOADING.add(str(path))
     if key not in _PLAIN_READ:
         handed = _HANDED_OVER.get(path)
         same = handed is not None and handed[:2] == (stat.st_mtime_ns, stat.st_size)

@@ -4,6 +4,7 @@ that mixes plain files with vault, Jinja and tags (which go to Ansible's loader,
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -205,3 +206,50 @@ def test_plain_yaml_is_read_by_libyaml(tmp_path):
     path = tmp_path / "f.yml"
     path.write_text("a: [1, 2.5, true, null, 'x']\nb: {c: d}\n")
     assert inventory.plain_yaml(str(path)) == {"a": [1, 2.5, True, None, "x"], "b": {"c": "d"}}
+
+
+def _parses(monkeypatch) -> list[str]:
+    """The files plain_yaml parses from here on (not those it takes from the store)."""
+    parsed: list[str] = []
+    real = yaml.load
+    def load(text, Loader):  # noqa: N803 - yaml.load's own name
+        if Loader is inventory._PlainLoader:
+            parsed.append(text)
+        return real(text, Loader=Loader)
+
+    monkeypatch.setattr(inventory.yaml, "load", load)
+    return parsed
+
+
+def test_a_run_over_unchanged_files_takes_them_from_the_store_with_the_same_variables(tmp_path, monkeypatch,
+                                                                                     _isolated_state):
+    inventory_gen.write(tmp_path / "site", 12)
+    first = inventory.load([tmp_path / "site"])
+    store = _isolated_state / "solv-provision" / "inventory-plain-yaml.json"
+    assert store.stat().st_mode & 0o777 == 0o600
+    monkeypatch.setattr(inventory, "_READ", {})  # a new process: nothing read yet
+    monkeypatch.setattr(inventory, "_PLAIN_READ", {})
+    parsed = _parses(monkeypatch)
+    again = inventory.load([tmp_path / "site"])
+    assert parsed == []
+    assert (again.groups, again.hosts) == (first.groups, first.hosts)
+    reference = inventory.load([tmp_path / "site"], fast_path=False)
+    assert (again.groups, list(again.hosts), again.hosts) == (reference.groups, list(reference.hosts), reference.hosts)
+
+
+def test_a_file_written_since_is_read_again_even_with_its_size_and_mtime_put_back(tmp_path, monkeypatch):
+    """What identifies a stored file's content includes its ctime, which every write changes and no tool sets back
+    (an edit of the same length whose mtime is restored, as `cp -p` or rsync can leave it)."""
+    inventory_gen.write(tmp_path / "site", 3)
+    host_file = tmp_path / "site" / "host_vars" / "gpu-0001.yml"
+    host_file.write_text(host_file.read_text() + "solv_internal_address: 10.30.0.2\n")
+    assert inventory.load([tmp_path / "site"]).hosts["gpu-0001"]["solv_internal_address"] == "10.30.0.2"
+    before = host_file.stat()
+    host_file.write_text(host_file.read_text().replace("10.30.0.2", "10.30.0.9"))
+    os.utime(host_file, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert host_file.stat().st_size == before.st_size and host_file.stat().st_mtime_ns == before.st_mtime_ns
+    monkeypatch.setattr(inventory, "_READ", {})
+    monkeypatch.setattr(inventory, "_PLAIN_READ", {})
+    parsed = _parses(monkeypatch)
+    assert inventory.load([tmp_path / "site"]).hosts["gpu-0001"]["solv_internal_address"] == "10.30.0.9"
+    assert len(parsed) == 1
