@@ -91,8 +91,8 @@ def routing_filter(monkeypatch):
 def test_a_routing_of_handed_over_inputs_is_computed_once_for_the_same_other_inputs(tmp_path, handed,
                                                                                      routing_filter):
     path = tmp_path / "inputs.json"
-    path.write_text(json.dumps({"a": {"vllm_models": [{"name": "q", "model": "Qwen/Qwen2.5-0.5B-Instruct", "port": 8000}],
-                                      "ansible_host": "10.0.0.1"}}))
+    model = {"name": "q", "model": "Qwen/Qwen2.5-0.5B-Instruct", "port": 8000}
+    path.write_text(json.dumps({"a": {"vllm_models": [model], "ansible_host": "10.0.0.1"}}))
     handed(path)
     external = [{"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o"}}]
     first = routing_filter.solv_litellm_routing({}, ["a"], external, None, None)
@@ -107,8 +107,8 @@ def test_a_routing_of_handed_over_inputs_is_computed_once_for_the_same_other_inp
 def test_a_routing_over_the_plays_hostvars_is_computed_each_time(handed, routing_filter):
     """Without the handover the hosts' variables may differ between two calls (facts): nothing is remembered."""
     handed(None)
-    hostvars = {"a": {"vllm_models": [{"name": "q", "model": "Qwen/Qwen2.5-0.5B-Instruct", "port": 8000}],
-                      "ansible_host": "10.0.0.1"}}
+    model = {"name": "q", "model": "Qwen/Qwen2.5-0.5B-Instruct", "port": 8000}
+    hostvars = {"a": {"vllm_models": [model], "ansible_host": "10.0.0.1"}}
     first = routing_filter.solv_litellm_routing(hostvars, ["a"])
     hostvars["a"]["ansible_host"] = "10.0.0.2"
     second = routing_filter.solv_litellm_routing(hostvars, ["a"])

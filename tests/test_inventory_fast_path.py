@@ -212,6 +212,7 @@ def _parses(monkeypatch) -> list[str]:
     """The files plain_yaml parses from here on (not those it takes from the store)."""
     parsed: list[str] = []
     real = yaml.load
+
     def load(text, Loader):  # noqa: N803 - yaml.load's own name
         if Loader is inventory._PlainLoader:
             parsed.append(text)
@@ -234,7 +235,8 @@ def test_a_run_over_unchanged_files_takes_them_from_the_store_with_the_same_vari
     assert parsed == []
     assert (again.groups, again.hosts) == (first.groups, first.hosts)
     reference = inventory.load([tmp_path / "site"], fast_path=False)
-    assert (again.groups, list(again.hosts), again.hosts) == (reference.groups, list(reference.hosts), reference.hosts)
+    assert (again.groups, list(again.hosts), again.hosts) == \
+        (reference.groups, list(reference.hosts), reference.hosts)
 
 
 def test_a_file_written_since_is_read_again_even_with_its_size_and_mtime_put_back(tmp_path, monkeypatch):
