@@ -122,9 +122,7 @@ def load(sources: list[str | Path], vault_password_file: str | None = None, fast
             raise InventoryError(f"{vault_file}: cannot read the vault password: {exc}") from None
         loader.set_vault_secrets([("default", secret)])
 
-    if not fast_path:
-        return _load(paths, loader, fast_path)
-    with _plain_read_stored():
+    with _plain_read_stored() if fast_path else contextlib.nullcontext():
         return _load(paths, loader, fast_path)
 
 
@@ -222,10 +220,10 @@ class _PlainLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """libyaml's safe loader: any tag (`!vault`, `!unsafe`) is an error, which sends the file to Ansible."""
 
 
-# The plain YAML files this process read: path -> (mtime_ns, size, data). `apply` and `render` hand them to
+# The plain YAML files this process read: path -> (its _identity when read, data). `apply` and `render` hand them to
 # ansible-playbook (save_plain_read; SOLV_PLAIN_YAML_CACHE), whose inventory and group_vars/host_vars plugins then
 # parse none of them again (plugins/inventory/solv_yaml.py, plugins/vars/solv_host_group_vars.py; plain_yaml_handed).
-_READ: dict[str, tuple[int, int, Any]] = {}
+_READ: dict[str, tuple[list[int], Any]] = {}
 PLAIN_YAML_CACHE = "SOLV_PLAIN_YAML_CACHE"
 
 
@@ -240,8 +238,7 @@ def plain_yaml(path: str) -> Any:
     if _STORED is not None:
         entry = _STORED.get(str(path))
         if entry is not None and entry[:4] == _identity(stat):
-            _READ[str(path)] = (stat.st_mtime_ns, stat.st_size, entry[4])
-            _IDENTITY[str(path)] = entry[:4]
+            _READ[str(path)] = (entry[:4], entry[4])
             return entry[4]
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -255,8 +252,7 @@ def plain_yaml(path: str) -> Any:
         return PLAIN_DEFER  # Ansible's loader reports it, with its own message
     if not _templating_is_identity(data):
         return PLAIN_DEFER
-    _READ[str(path)] = (stat.st_mtime_ns, stat.st_size, data)
-    _IDENTITY[str(path)] = _identity(stat)
+    _READ[str(path)] = (_identity(stat), data)
     return data
 
 
@@ -267,7 +263,6 @@ def plain_yaml(path: str) -> Any:
 _STORE = "inventory-plain-yaml.json"
 _STORED: dict[str, list] | None = None  # path -> [mtime_ns, ctime_ns, size, inode, data] while `load` runs
 _LOADING: set[str] | None = None  # the plain files asked for while `load` runs
-_IDENTITY: dict[str, list[int]] = {}  # path -> the identity of the data in _READ
 
 
 def _identity(stat: os.stat_result) -> list[int]:
@@ -288,7 +283,7 @@ def _plain_read_stored():
         yield
     finally:
         loaded, _STORED, _LOADING = _LOADING, None, None
-    kept = {path: _IDENTITY[path] + [_READ[path][2]] for path in sorted(loaded) if path in _IDENTITY}
+    kept = {path: _READ[path][0] + [_READ[path][1]] for path in sorted(loaded) if path in _READ}
     if kept != stored:
         _write_store(kept)
 
@@ -308,12 +303,13 @@ def _write_store(kept: dict[str, list]) -> None:
 
 def save_plain_read(dest: Path) -> Path | None:
     """The plain YAML files this process read, into `dest` (JSON, 0600): plain data (str keys; str, int, float,
-    bool, null, lists, mappings) survives JSON exactly. None when there is nothing to hand over."""
+    bool, null, lists, mappings) survives JSON exactly, with each file's mtime and size. None when there is nothing
+    to hand over."""
     if not _READ:
         return None
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump({path: list(entry) for path, entry in _READ.items()}, out)
+        json.dump({path: [mtime_ns, size, data] for path, ([mtime_ns, _, size, _], data) in _READ.items()}, out)
     return dest
 
 

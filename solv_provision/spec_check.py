@@ -44,7 +44,7 @@ class SpecChecker:
     def _check(self, key: str, value: Any) -> list[tuple[str, str]]:
         # Types first, without Ansible's coercion (value_types); Ansible's validator then checks what is
         # left (required keys, choices, unknown keys) on values that are already the right type.
-        value = _plain(value)
+        value = plain_data(value)
         strict = value_types.problems(key, self.options[key][1], value)
         if strict:
             return list(strict)
@@ -84,13 +84,13 @@ def _shallow(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def _plain(value: Any) -> Any:
-    """The value as plain Python data: a role's preflight passes Ansible's lazily templated containers, which
-    Ansible's validator would deep-copy (templating every item again: seconds for one role)."""
+def plain_data(value: Any) -> Any:
+    """The value as plain Python data, read once through Ansible's lazily templated containers (a role's preflight
+    passes them; Ansible's validator would deep-copy them, templating every item again: seconds for one role)."""
     if isinstance(value, Mapping):
-        return {_plain(k): _plain(v) for k, v in value.items()}
+        return {plain_data(k): plain_data(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain_data(v) for v in value]
     if isinstance(value, str):
         return str(value)
     return value

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 from ansible.plugins.filter.core import to_nice_yaml
 
 try:
-    from solv_provision import addresses, gateway, handover, multinode, routing
+    from solv_provision import addresses, gateway, handover, multinode, routing, spec_check
 except ImportError:  # plain ansible-playbook from a checkout, package not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-    from solv_provision import addresses, gateway, handover, multinode, routing
+    from solv_provision import addresses, gateway, handover, multinode, routing, spec_check
 
 
 def _hosts(hostvars, names):
@@ -34,7 +33,8 @@ def solv_litellm_routing(hostvars, inference_hosts, external_models=(), fallback
     names = list(inference_hosts)
     key = None
     if handover.handed_over(names):  # the hosts' inputs are fixed for the run: the rest decides
-        key = json.dumps([names, _plain(external_models), _plain(fallbacks), _plain(router_settings)], sort_keys=True)
+        key = json.dumps(spec_check.plain_data([names, external_models, fallbacks, router_settings]),
+                         sort_keys=True, default=str)
         if key in _ROUTED:
             return _ROUTED[key]
     hosts = handover.routing_hosts(hostvars, names)
@@ -57,14 +57,6 @@ def solv_litellm_config_yaml(config, hostvars, *routing_args):
            "router_settings": {**routed["router_settings"], **sections.pop("router_settings", {})}, **sections}
     return to_nice_yaml(doc, indent=2, sort_keys=False, width=1000)
 
-
-def _plain(value):
-    """VALUE as plain data, read through Ansible's lazy containers (each value templated as the routing sees it)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value if value is None or isinstance(value, (bool, int, float)) else str(value)
 
 
 def solv_model_kinds(hostvars, inference_hosts):
