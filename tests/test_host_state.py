@@ -193,6 +193,30 @@ def test_what_the_reading_does_not_cover_is_probed_alone(host, case):
     assert solv_cached_probe(reading, name, image, paths, "solv") is None
 
 
+def test_with_secrets_dir_the_reading_brings_the_host_s_secret_files_as_solv_secret_reads_them(host):
+    """The host's one reading carries its secret files, so that a role's secrets step needs no call of its own on
+    an unchanged host: the same values solv_secret's `all` returns (one reader, module_utils/solv_secret_files)."""
+    secrets = host["root"] / "secrets"
+    secrets.mkdir(mode=0o700)
+    (secrets / "vllm_api_key").write_text("sk-abc\n")
+    (secrets / "caddy_ca_certificate").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    (secrets / "empty").write_text("")
+    (secrets / "half.rotating").write_text("x")
+    (secrets / ".hidden").write_text("x")
+    (secrets / "a-dir").mkdir()
+    reading = _module(host, "solv_host_state", root_dir=str(host["root"]), systemd_dir=str(host["systemd"]),
+                      secrets_dir=str(secrets))
+    assert reading["secret_files"] == {
+        "vllm_api_key": "sk-abc", "caddy_ca_certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"}
+    assert "secret_files" not in _reading(host)  # only where asked for
+    args = host["tmp"] / "secret.json"
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"dir": str(secrets), "secrets": [{"name": "vllm_api_key"}],
+                                                        "all": True}}))
+    read = json.loads(subprocess.run(command(LIBRARY / "solv_secret.py", args), capture_output=True, text=True,
+                                     check=False).stdout)
+    assert read["files"] == reading["secret_files"] and read["changed"] is False
+
+
 def test_without_docker_the_reading_is_unusable(host):
     path = host["tmp"] / "args.json"
     path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"root_dir": str(host["root"]), "systemd_dir": str(host["systemd"]),
@@ -405,6 +429,8 @@ PLAY = """
     - name: The host read
       ansible.builtin.include_role: {name: solv_common, tasks_from: container_read.yml, rolespec_validate: false}
       vars: {solv_container_name: solv-caddy}
+    - name: The loads the reading began
+      ansible.builtin.debug: {var: solv_host_reading.loading}
     - name: The image present
       ansible.builtin.include_role: {name: solv_common, tasks_from: image.yml, rolespec_validate: false}
       vars: {solv_image: "{{ caddy_image }}:{{ caddy_image_tag }}", solv_image_archive: "{{ caddy_image_archive }}",
@@ -434,7 +460,7 @@ def test_through_ansible_the_host_reading_starts_the_load_and_the_image_step_onl
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(proc.stdout[proc.stdout.find("{"):])
     results = {t["task"]["name"].split(" : ", 1)[-1]: t["hosts"]["gw"] for p in report["plays"] for t in p["tasks"]}
-    assert str(archive) in results["Container: read the host | solv-caddy"]["loading"]
+    assert str(archive) in results["The loads the reading began"]["solv_host_reading.loading"]
     assert results[f"Image: wait for its load begun in the background | {image}"]["changed"] is True
     assert results[f"Image: docker load | {image}"].get("skipped") is True
     assert subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False).returncode == 0

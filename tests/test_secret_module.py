@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 from conftest import REPO
+from module_runner import command
 
 MODULE = REPO / "roles" / "solv_common" / "library" / "solv_secret.py"
 
@@ -14,7 +14,7 @@ MODULE = REPO / "roles" / "solv_common" / "library" / "solv_secret.py"
 def _run(tmp_path, **args):
     path = tmp_path / "args.json"
     path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"dir": str(tmp_path / "secrets"), **args}}))
-    out = subprocess.run([sys.executable, str(MODULE), str(path)], capture_output=True, text=True, check=False)
+    out = subprocess.run(command(MODULE, path), capture_output=True, text=True, check=False)
     return json.loads(out.stdout)
 
 

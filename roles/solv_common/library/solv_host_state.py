@@ -29,6 +29,12 @@ options:
     description: Docker CLI.
     type: path
     default: /usr/bin/docker
+  secrets_dir:
+    description:
+      - The host's generate-once secret files (solv_secret's I(dir)): every one is returned in C(secret_files), so
+        that a role's secrets step needs no call of its own for the secrets this host keeps.
+      - Use it with C(no_log: true): the result then holds their values.
+    type: path
   load:
     description:
       - The archives the host's roles will load (filter C(solv_host_archives)), in the order they need them, each
@@ -76,6 +82,9 @@ networks:
 unit_files:
   description: Unit names (without .service) of the files C(<systemd_dir>/solv-*.service).
   type: list
+secret_files:
+  description: With O(secrets_dir), name => value of each (non-empty) secret file there, as solv_secret reads them.
+  type: dict
 loading:
   description: >-
     Archive => the directory of its background load (C(<root_dir>/images/loading/<id>): C(pid), then C(out) and
@@ -92,6 +101,7 @@ import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.solv_probe import containers, describe, docker, images, units
+from ansible.module_utils.solv_secret_files import read_all
 
 
 def _gate_paths(path):
@@ -162,14 +172,16 @@ def main():
             root_dir=dict(type="path", required=True),
             systemd_dir=dict(type="path", required=True),
             docker=dict(type="path", default="/usr/bin/docker"),
+            secrets_dir=dict(type="path"),
             load=dict(type="list", elements="dict", default=[], options=dict(
                 archive=dict(type="str", required=True), images=dict(type="list", elements="str", default=[]))),
         ),
         supports_check_mode=True,
     )
     p = module.params
+    secrets = {"secret_files": read_all(p["secrets_dir"])} if p["secrets_dir"] else {}
     if not os.access(p["docker"], os.X_OK):
-        module.exit_json(changed=False, usable=False)
+        module.exit_json(changed=False, usable=False, **secrets)
 
     gate_files = {os.path.basename(f)[: -len(".json")]: f for f in glob.glob(os.path.join(p["root_dir"], "gates", "*.json"))}
     gates = {name: _gate_paths(f) for name, f in gate_files.items()}
@@ -191,6 +203,7 @@ def main():
         networks=networks,
         unit_files=unit_files,
         loading=_start_loads(module, p["load"], set(tags)),
+        **secrets,
     )
 
 

@@ -56,14 +56,13 @@ files:
 """
 
 import os
-import re
 import secrets as random
 import string
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.solv_secret_files import NAME, read, read_all
 
 _ALPHABET = string.ascii_letters + string.digits
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def _replace(directory, path, value):
@@ -76,29 +75,9 @@ def _replace(directory, path, value):
     os.replace(tmp, path)
 
 
-def _read(path):
-    with open(path, encoding="utf-8") as f:
-        return f.read().strip()
-
-
 def _all_files(directory, values):
-    """Name => value of the secret files in `directory` (unreadable, empty or odd entries left out)."""
-    found = {}
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        names = []
-    for name in names:
-        path = os.path.join(directory, name)
-        if not _NAME.fullmatch(name) or name.endswith(".rotating") or not os.path.isfile(path):
-            continue
-        try:
-            value = _read(path)
-        except (OSError, UnicodeDecodeError):
-            continue
-        if value:
-            found[name] = value
-    return {**found, **values}  # check mode's throwaway values are what this call reports
+    """Name => value of the secret files in `directory`, with this call's values."""
+    return {**read_all(directory), **values}  # check mode's throwaway values are what this call reports
 
 
 def main():
@@ -124,7 +103,7 @@ def main():
             length = int(spec.get("length") or 40)
         except (TypeError, ValueError):
             module.fail_json(msg=f"secret {name}: length {spec.get('length')!r} is not a number")
-        if not _NAME.fullmatch(name):
+        if not NAME.fullmatch(name):
             module.fail_json(msg=f"invalid secret name {name!r}")
         if length < 16:
             module.fail_json(msg=f"secret {name}: length {length} is too short (16 or more)")
@@ -137,7 +116,7 @@ def main():
                     _replace(directory, path, values[name])
                 continue
             if os.path.exists(path):
-                values[name] = _read(path)
+                values[name] = read(path)
                 if not values[name]:
                     module.fail_json(msg=f"{path} exists but is empty; remove it to have it generated, or fill it")
                 continue
@@ -152,7 +131,7 @@ def main():
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:  # another caller created it first: use theirs
                 generated.pop()
-                values[name] = _read(path)
+                values[name] = read(path)
                 continue
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(value)
