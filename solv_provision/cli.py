@@ -72,8 +72,14 @@ def usage_errors():
 def load_and_validate(inventories, vault_password_file, quiet=False, store_checked=True, bundle_dir=None):
     """Load + validate; exit 2 with every problem listed when something is wrong. With `bundle_dir` (`--bundle`)
     every host sees it as solv_bundle_dir, as the play will."""
+    inv = load_inventory(inventories, vault_password_file, bundle_dir=bundle_dir)
+    check_inventory(inv, quiet=quiet, store_checked=store_checked, bundle_dir=bundle_dir)
+    return inv
+
+
+def load_inventory(inventories, vault_password_file, bundle_dir=None):
+    """The inventory loaded (exit 2 when it cannot be), not yet validated."""
     from solv_provision import inventory as inv_mod
-    from solv_provision.validate import Problem, validate
 
     try:
         inv = inv_mod.load(list(inventories), vault_password_file)
@@ -82,6 +88,13 @@ def load_and_validate(inventories, vault_password_file, quiet=False, store_check
     if bundle_dir:
         for hostvars in inv.hosts.values():
             hostvars["solv_bundle_dir"] = bundle_dir
+    return inv
+
+
+def check_inventory(inv, quiet=False, store_checked=True, bundle_dir=None) -> None:
+    """Validate INV; exit 2 with every problem listed when something is wrong."""
+    from solv_provision.validate import Problem, validate
+
     problems = validate(inv, store_checked=store_checked)
     if bundle_dir:
         from solv_provision import bundle
@@ -97,7 +110,6 @@ def load_and_validate(inventories, vault_password_file, quiet=False, store_check
         # Optional groups only when they have a host.
         shown |= {g: inv.in_group(g) for g in ("registry", "monitoring") if inv.in_group(g)}
         click.secho(inventory_summary(len(inv.hosts), shown), fg="green", err=True)
-    return inv
 
 
 SUMMARY_NAMES = 5  # names shown per group before "… and N more"
@@ -392,17 +404,24 @@ def restore(inventories, vault_password_file, source, limit, force_host, with_se
 @no_traceback
 def render(what, inventories, vault_password_file, host, file_name, output):
     """Render the files the roles would put on a host (offline, same templates). Secrets are placeholders."""
-    inv = load_and_validate(inventories, vault_password_file, quiet=True)
+    # The inventory is checked while the play renders: the play contacts no host and writes only into a folder
+    # of its own, which a problem throws away unread (the same exit and message as a check before it).
+    inv = load_inventory(inventories, vault_password_file)
     from solv_provision.render import RenderError, hosts_for, render_files, select_file
     from solv_provision.runner import brief
 
+    check = functools.partial(check_inventory, inv, quiet=True)
     try:
-        hosts = hosts_for(inv, what, host)
+        try:
+            hosts = hosts_for(inv, what, host)
+        except Exception:
+            check()  # an inventory's problems are said before what they make of --host
+            raise
         if file_name and len(hosts) > 1:
             raise RenderError(f"--file needs one host: {what} runs on {brief(hosts)}; choose one with --host",
                               usage=True)
         files = render_files(inv, inventories=list(inventories), what=what, host=hosts[0] if file_name else host,
-                             vault_password_file=vault_password_file)
+                             vault_password_file=vault_password_file, meanwhile=check)
         if file_name:
             files = dict([select_file(files, file_name)])
     except RenderError as exc:

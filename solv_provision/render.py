@@ -11,6 +11,8 @@ import re
 import shlex
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from solv_provision import paths, specs
@@ -111,16 +113,25 @@ def _secret_placeholders(inv: Inventory) -> dict:
 
 
 def render_files(inv: Inventory, inventories: list[str], what: str, *, host: str | None = None,
-                 vault_password_file: str | None = None) -> dict[str, str]:
-    """{'<host>/<absolute path on the host>': text} for every file the chosen services' roles write."""
-    hosts = hosts_for(inv, what, host)
+                 vault_password_file: str | None = None, meanwhile: Callable[[], None] | None = None) -> dict[str, str]:
+    """{'<host>/<absolute path on the host>': text} for every file the chosen services' roles write.
+
+    `meanwhile` (the CLI's check of the inventory) runs while the play does, as the play contacts no host and
+    writes only into this call's temporary folder; whatever it raises stops the play and is raised. Where the play
+    cannot start, it runs first: an inventory's problems are said before what they make of the render."""
     with tempfile.TemporaryDirectory(prefix="solv-render-") as tmp:
         out = Path(tmp) / "out"
-        extra = _extra_vars(inv, services=services_of(what), hosts=hosts, out=out)
+        try:
+            hosts = hosts_for(inv, what, host)
+            extra = _extra_vars(inv, services=services_of(what), hosts=hosts, out=out)
+        except Exception:
+            if meanwhile is not None:
+                meanwhile()
+            raise
         for name in hosts:  # the folder unit files go to, which a real host has (a module call less in the play)
             (out / name / "etc/systemd/system").mkdir(parents=True)
         _run_render_play(tmp, inv=inv, inventories=inventories, hosts=hosts, extra=extra,
-                         vault_password_file=vault_password_file)
+                         vault_password_file=vault_password_file, meanwhile=meanwhile)
         return _read_back(out)
 
 
@@ -152,8 +163,9 @@ def _extra_vars(inv: Inventory, *, services: list[str], hosts: list[str], out: P
 
 
 def _run_render_play(private: str, *, inv: Inventory, inventories: list[str], hosts: list[str], extra: dict,
-                     vault_password_file: str | None) -> None:
-    """Run playbooks/render.yml on the controller; RenderError with the first failures when it fails."""
+                     vault_password_file: str | None, meanwhile: Callable[[], None] | None = None) -> None:
+    """Run playbooks/render.yml on the controller, `meanwhile` beside it (render_files); RenderError with the first
+    failures when it fails."""
     import ansible_runner
 
     from solv_provision import handover
@@ -170,7 +182,8 @@ def _run_render_play(private: str, *, inv: Inventory, inventories: list[str], ho
             messages.append(f"{data.get('host')}: {data.get('task')}: {result_message(data.get('res') or {})}")
         return False
 
-    run = ansible_runner.run(
+    stop = threading.Event()
+    thread, run = ansible_runner.run_async(
         private_data_dir=private,
         playbook=str(paths.playbooks_dir() / "render.yml"),
         inventory=[str(Path(i).expanduser().resolve()) for i in inventories],
@@ -179,9 +192,32 @@ def _run_render_play(private: str, *, inv: Inventory, inventories: list[str], ho
         envvars=ansible_env(handover.environment(Path(private), inv, [json.dumps(extra)])),
         quiet=True,
         event_handler=handler,
+        cancel_callback=stop.is_set,
+        settings={"pexpect_timeout": 0.2},  # how soon a stop is seen while the play prints nothing
     )
+    try:
+        if meanwhile is not None:
+            meanwhile()
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        _wait(thread, stop)
     if run.rc != 0:
         raise RenderError(f"render failed: {'; '.join(messages) or _last_error(run)}")
+
+
+def _wait(thread: threading.Thread, stop: threading.Event) -> None:
+    """Wait for the play's thread; Ctrl-C stops the play (then raised once it has stopped)."""
+    interrupted = False
+    while thread.is_alive():
+        try:
+            thread.join(0.1)
+        except KeyboardInterrupt:
+            stop.set()
+            interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 def _read_back(out: Path) -> dict[str, str]:

@@ -112,6 +112,23 @@ def test_render_host_that_does_not_run_the_service_is_a_usage_error(cli):
     assert "gpu-a runs none of litellm" in result.output
 
 
+@pytest.mark.parametrize("host", [None, "gpu-a", "gw-1"])
+def test_render_of_an_inventory_with_a_problem_says_the_problem_and_gives_no_file(cli, tmp_path, host):
+    """render checks the inventory while its play runs (it contacts no host): a problem stops the play, its files
+    are thrown away unread, and the exit and message are validate's, also before what a --host makes of it."""
+    import shutil
+
+    inv = tmp_path / "example"
+    shutil.copytree(EXAMPLE, inv)
+    with (inv / "host_vars" / "gpu-a.yml").open("a") as f:
+        f.write("vllm_start_timeout: soon\n")
+    result = cli("render", "vllm", "-i", inv, *(["--host", host] if host else []),
+                 "--vault-password-file", EXAMPLE / "vault-password.txt")
+    assert result.exit_code == 2, result.output
+    assert "problem(s) in the inventory" in result.output and "vllm_start_timeout" in result.output
+    assert "# --- " not in result.output and "runs none of" not in result.output
+
+
 def test_render_file_prints_only_that_file_ready_to_pipe(litellm_files):
     """`render litellm --host H --file config.yaml | yaml.safe_load`: stdout is the file, nothing else."""
     run = subprocess.run(
