@@ -113,7 +113,8 @@ def _secret_placeholders(inv: Inventory) -> dict:
 
 
 def render_files(inv: Inventory, inventories: list[str], what: str, *, host: str | None = None,
-                 vault_password_file: str | None = None, meanwhile: Callable[[], None] | None = None) -> dict[str, str]:
+                 vault_password_file: str | None = None,
+                 meanwhile: Callable[[], None] | None = None) -> dict[str, str]:
     """{'<host>/<absolute path on the host>': text} for every file the chosen services' roles write.
 
     `meanwhile` (the CLI's check of the inventory) runs while the play does, as the play contacts no host and

@@ -206,8 +206,8 @@ def test_with_secrets_dir_the_reading_brings_the_host_s_secret_files_as_solv_sec
     (secrets / "a-dir").mkdir()
     reading = _module(host, "solv_host_state", root_dir=str(host["root"]), systemd_dir=str(host["systemd"]),
                       secrets_dir=str(secrets))
-    assert reading["secret_files"] == {
-        "vllm_api_key": "sk-abc", "caddy_ca_certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"}
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+    assert reading["secret_files"] == {"vllm_api_key": "sk-abc", "caddy_ca_certificate": pem}
     assert "secret_files" not in _reading(host)  # only where asked for
     args = host["tmp"] / "secret.json"
     args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"dir": str(secrets), "secrets": [{"name": "vllm_api_key"}],
