@@ -103,8 +103,10 @@ def test_docker_loads_the_smaller_archive_as_the_image_the_whole_one_holds(tmp_p
         subprocess.run(["docker", "load", "-q", "-i", str(tmp_path / "one.tar")], check=True, capture_output=True)
         ids = subprocess.run(["docker", "image", "ls", "-q", "--no-trunc"], check=True, capture_output=True,
                              text=True).stdout.split()
+        # The other docker tests add and remove images meanwhile: one gone since the listing is left out (docker
+        # inspects the others and exits 1), as a host's own `docker image inspect` would leave it.
         lines = subprocess.run(["docker", "image", "inspect", "--format", "{{json .RootFS.Layers}}", *set(ids)],
-                               check=True, capture_output=True, text=True).stdout.splitlines()
+                               check=False, capture_output=True, text=True).stdout.splitlines()
         chosen = thin_archives.plan(str(tmp_path / "two.tar"), two, lines)
         held = chosen.held
         assert chosen.left_out == 2 and chosen.write
