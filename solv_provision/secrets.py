@@ -64,6 +64,11 @@ def owner(name: str, groups: Mapping[str, Iterable[str]], host: str) -> str:
     return members[0] if members else host
 
 
+# The fact in which solv_common's secrets step keeps, per owner, the secret files this run read (secrets_read.yml,
+# host_read.yml).
+FILES_FACT = "__solv_secret_files"
+
+
 def secret_plan(wanted: Iterable[Mapping[str, Any]], *, host: str, hostvars: Mapping[str, Any],
                 groups: Mapping[str, Iterable[str]], root_dir: str, render: bool = False,
                 files: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
@@ -71,7 +76,8 @@ def secret_plan(wanted: Iterable[Mapping[str, Any]], *, host: str, hostvars: Map
 
     wanted: [{name, value (inventory value, per-host secrets), length, prefix}]; a shared secret needs its
     name only. files: owner => {name: value} of the secret files an earlier read of this run returned (each
-    read returns all of its owner's files, so a host's later roles read nothing). Returns
+    read returns all of its owner's files, so a host's later roles read nothing); the owner's own such files
+    (its FILES_FACT: what its reading of itself brought) count too. Returns
     {'known': {name: value}, 'reads': [{owner, dir, secrets: [{name, length, prefix}]}]}: values already
     known (inventory, read earlier in this run on the owner, or placeholders in render mode) and one read per
     owning host for the rest.
@@ -87,7 +93,9 @@ def secret_plan(wanted: Iterable[Mapping[str, Any]], *, host: str, hostvars: Map
             value, length, prefix = owner_vars.get(shared.variable), shared.length, shared.prefix
         else:
             value, length, prefix = entry.get("value"), int(entry.get("length") or 40), str(entry.get("prefix") or "")
-        earlier = ((files or {}).get(where) or {}).get(name) or (owner_vars.get("solv_secret_values") or {}).get(name)
+        earlier = (((files or {}).get(where) or {}).get(name)
+                   or ((owner_vars.get(FILES_FACT) or {}).get(where) or {}).get(name)
+                   or (owner_vars.get("solv_secret_values") or {}).get(name))
         if value or earlier or render:
             known[name] = str(value or earlier or PLACEHOLDER.format(name=name))
             continue

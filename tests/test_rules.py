@@ -158,6 +158,16 @@ def test_inventory_value_on_the_owner_wins_and_an_earlier_read_is_reused():
     assert plan == {"known": {"litellm_master_key": "sk-from-vault", "vllm_api_key": "read-earlier"}, "reads": []}
 
 
+def test_what_an_owner_s_own_reading_brought_is_known_to_the_hosts_that_share_its_secret():
+    """The owner's reading of itself (host_read.yml) keeps its secret files in its own fact: a host whose shared
+    secret that owner keeps plans no read of its own in the same step (the owner's values are not set yet then)."""
+    wanted = [{"name": "litellm_master_key"}, {"name": "openwebui_secret_key", "value": "", "length": 48}]
+    gw1 = {secrets.FILES_FACT: {"gw-1": {"litellm_master_key": "sk-1", "openwebui_secret_key": "gw-1's"}}}
+    plan = _plan(wanted, "gw-2", hostvars={"gw-1": gw1})
+    assert plan["known"] == {"litellm_master_key": "sk-1"}
+    assert [r["owner"] for r in plan["reads"]] == ["gw-2"]  # gw-1's file never stands in for gw-2's own secret
+
+
 def test_files_an_earlier_read_returned_are_known_by_owner_only():
     """A read returns all of its owner's secret files: a later role of the run reads nothing from that owner,
     and a file of one host never stands in for another host's secret of the same name."""

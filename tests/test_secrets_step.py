@@ -1,0 +1,67 @@
+"""solv_common's secrets step run by ansible-playbook on two hosts of this machine (connection local, a folder each
+for a root): what a re-run of unchanged hosts calls, and that the hosts sharing a secret agree on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO
+
+PLAY = """
+- hosts: gateway
+  gather_facts: false
+  tasks:
+    - name: The secrets step
+      ansible.builtin.include_role: {name: solv_common, tasks_from: secrets.yml, rolespec_validate: false}
+      vars:
+        solv_secrets:
+          - {name: litellm_master_key}
+          - {name: own_key, value: "", length: 20}
+    - name: What each host holds
+      ansible.builtin.debug:
+        msg: "{{ solv_secret_values.litellm_master_key | hash('sha1') }} {{ solv_secret_values.own_key | hash('sha1') }}"
+"""
+
+
+def _run(tmp_path: Path) -> dict[str, dict[str, dict]]:
+    """task name => host => result, of one run of PLAY on gw-1 and gw-2."""
+    hosts = {name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                    "solv_root_dir": str(tmp_path / name), "solv_systemd_dir": str(tmp_path / name / "systemd"),
+                    "solv_docker_bin": str(tmp_path / "no-docker")} for name in ("gw-1", "gw-2")}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"gateway": {"hosts": hosts}}}}))
+    (tmp_path / "play.yml").write_text(PLAY)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+           "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local"),
+           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "remote")}
+    playbook = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) or "ansible-playbook"
+    proc = subprocess.run([playbook, "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(proc.stdout[proc.stdout.find("{"):])
+    return {t["task"]["name"].split(" : ", 1)[-1]: t["hosts"] for p in report["plays"] for t in p["tasks"]}
+
+
+def test_a_rerun_of_unchanged_hosts_calls_nothing_for_secrets_and_the_shared_one_is_the_owner_s(tmp_path):
+    """The first run creates each host's own secret and the shared one on its owner (gw-1, the first gateway
+    host). A re-run reads each host once (its reading brings the files it keeps) and calls solv_secret for none:
+    gw-2 takes the shared secret from what gw-1's reading brought in the same step."""
+    first = _run(tmp_path)
+    read = first["Secrets: read or generate once on the owning host"]
+    assert read["gw-1"]["changed"] and read["gw-2"]["changed"]  # created: gw-1 both, gw-2 its own
+    held = {host: r["msg"] for host, r in first["What each host holds"].items()}
+    assert held["gw-1"].split()[0] == held["gw-2"].split()[0] and held["gw-1"] != held["gw-2"]
+    assert sorted(os.listdir(tmp_path / "gw-1" / "secrets")) == ["litellm_master_key", "own_key"]
+    assert os.listdir(tmp_path / "gw-2" / "secrets") == ["own_key"]
+
+    again = _run(tmp_path)
+    assert {h: r.get("skipped") for h, r in again["Secrets: read or generate once on the owning host"].items()} \
+        == {"gw-1": True, "gw-2": True}  # no solv_secret call, on either host
+    assert set(again["Host: read the containers, units, images, paths and secret files once"]) == {"gw-1", "gw-2"}
+    assert {host: r["msg"] for host, r in again["What each host holds"].items()} == held
