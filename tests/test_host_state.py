@@ -11,13 +11,13 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import REPO
 from module_runner import command
+from play_runner import run_play
 
 LIBRARY = REPO / "roles" / "solv_common" / "library"
 sys.path.insert(0, str(REPO / "roles" / "solv_common" / "filter_plugins"))
@@ -444,22 +444,13 @@ def test_through_ansible_the_host_reading_starts_the_load_and_the_image_step_onl
     host reading starts the load of the gateway's archive, and image.yml waits for it instead of loading."""
     image, archive = saved_image
     name, tag = image.rsplit(":", 1)
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"children": {"gateway": {"hosts": {"gw": {
+    hosts = {"gw": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
         "solv_image_archive_shared": True, "solv_root_dir": str(tmp_path / "root"),
         "solv_systemd_dir": str(tmp_path / "systemd"), "solv_docker_bin": shutil.which("docker"),
-        "caddy_image": name, "caddy_image_tag": tag, "caddy_image_archive": str(archive)}}}}}}))
-    (tmp_path / "play.yml").write_text(PLAY)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-           "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local"),
-           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "remote")}
-    playbook = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) or "ansible-playbook"
-    proc = subprocess.run([playbook, "-i", str(inventory), str(tmp_path / "play.yml")], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=240, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    report = json.loads(proc.stdout[proc.stdout.find("{"):])
-    results = {t["task"]["name"].split(" : ", 1)[-1]: t["hosts"]["gw"] for p in report["plays"] for t in p["tasks"]}
+        "caddy_image": name, "caddy_image_tag": tag, "caddy_image_archive": str(archive)}}
+    tasks = run_play(tmp_path, {"all": {"children": {"gateway": {"hosts": hosts}}}}, PLAY)
+    results = {task: by_host["gw"] for task, by_host in tasks.items()}
     assert str(archive) in results["The loads the reading began"]["solv_host_reading.loading"]
     assert results[f"Image: wait for its load begun in the background | {image}"]["changed"] is True
     assert results[f"Image: docker load | {image}"].get("skipped") is True

@@ -3,16 +3,11 @@ for a root): what a re-run of unchanged hosts calls, and that the hosts sharing 
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
-from conftest import REPO
+from play_runner import run_play
 
 PLAY = """
 - hosts: gateway
@@ -35,17 +30,7 @@ def _run(tmp_path: Path) -> dict[str, dict[str, dict]]:
     hosts = {name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                     "solv_root_dir": str(tmp_path / name), "solv_systemd_dir": str(tmp_path / name / "systemd"),
                     "solv_docker_bin": str(tmp_path / "no-docker")} for name in ("gw-1", "gw-2")}
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"gateway": {"hosts": hosts}}}}))
-    (tmp_path / "play.yml").write_text(PLAY)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-           "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local"),
-           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "remote")}
-    playbook = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) or "ansible-playbook"
-    proc = subprocess.run([playbook, "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=240, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    report = json.loads(proc.stdout[proc.stdout.find("{"):])
-    return {t["task"]["name"].split(" : ", 1)[-1]: t["hosts"] for p in report["plays"] for t in p["tasks"]}
+    return run_play(tmp_path, {"all": {"children": {"gateway": {"hosts": hosts}}}}, PLAY)
 
 
 def test_a_rerun_of_unchanged_hosts_calls_nothing_for_secrets_and_the_shared_one_is_the_owner_s(tmp_path):

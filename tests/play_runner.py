@@ -1,0 +1,30 @@
+"""Run a play with ansible-playbook as the roles' wiring tests do: this checkout's ansible.cfg and roles, the JSON
+callback, Ansible's temporary folders under the test's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO
+
+
+def run_play(tmp_path: Path, inventory: dict, play: str) -> dict[str, dict[str, dict]]:
+    """task name (without its role) => host => result, of one run of PLAY over INVENTORY; the run must pass."""
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    (tmp_path / "play.yml").write_text(play)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+           "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local"),
+           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "remote")}
+    playbook = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) or "ansible-playbook"
+    proc = subprocess.run([playbook, "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(proc.stdout[proc.stdout.find("{"):])
+    return {t["task"]["name"].split(" : ", 1)[-1]: t["hosts"] for p in report["plays"] for t in p["tasks"]}
