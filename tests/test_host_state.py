@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 
 import pytest
 import yaml
@@ -392,7 +393,8 @@ def saved_image(tmp_path):
     """(image, archive): a one-file image saved to a tar and removed from this machine's engine."""
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         pytest.skip("needs a Docker engine")
-    image, archive = "solv-test/background-load:1", tmp_path / "background-load.tar"
+    # A tag of its own: another test run on the same engine (CI's beside a developer's) must not load it meanwhile.
+    image, archive = f"solv-test/background-load:{os.getpid()}-{time.monotonic_ns()}", tmp_path / "background-load.tar"
     data = io.BytesIO()
     with tarfile.open(fileobj=data, mode="w") as tar:
         info = tarfile.TarInfo("hello.txt")
