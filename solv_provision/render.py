@@ -210,15 +210,12 @@ def _run_render_play(private: str, *, inv: Inventory, inventories: list[str], ho
 
 def _wait(thread: threading.Thread, stop: threading.Event) -> None:
     """Wait for the play's thread; Ctrl-C stops the play (then raised once it has stopped)."""
-    interrupted = False
-    while thread.is_alive():
-        try:
-            thread.join(0.1)
-        except KeyboardInterrupt:
-            stop.set()
-            interrupted = True
-    if interrupted:
-        raise KeyboardInterrupt
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        stop.set()
+        thread.join()
+        raise
 
 
 def _read_back(out: Path) -> dict[str, str]:
