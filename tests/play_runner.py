@@ -15,13 +15,14 @@ import yaml
 from conftest import REPO
 
 
-def run_play(tmp_path: Path, inventory: dict, play: str) -> dict[str, dict[str, dict]]:
-    """task name (without its role) => host => result, of one run of PLAY over INVENTORY; the run must pass."""
+def run_play(tmp_path: Path, inventory: dict, play: str, env: dict[str, str] | None = None) -> dict[str, dict[str, dict]]:
+    """task name (without its role) => host => result, of one run of PLAY over INVENTORY (ENV added to the
+    environment); the run must pass."""
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (tmp_path / "play.yml").write_text(play)
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local"),
-           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "remote")}
+           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "remote"), **(env or {})}
     playbook = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) or "ansible-playbook"
     proc = subprocess.run([playbook, "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=240, check=False)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 from conftest import REPO
+from module_runner import command
 
 MODULE = REPO / "roles" / "container_engine" / "library" / "solv_engine_state.py"
 
@@ -26,7 +26,7 @@ def _run(tmp_path, tools, **args):
     path = tmp_path / "args.json"
     path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"daemon_json": str(tmp_path / "daemon.json"), **args}}))
     env = {**os.environ, "PATH": str(bin_dir)}  # only the fakes (get_bin_path adds the sbin folders)
-    out = subprocess.run([sys.executable, str(MODULE), str(path)], capture_output=True, text=True, env=env, check=False)
+    out = subprocess.run(command(MODULE, path), capture_output=True, text=True, env=env, check=False)
     return json.loads(out.stdout)
 
 

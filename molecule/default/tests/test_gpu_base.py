@@ -32,6 +32,16 @@ def test_docker_runs_and_starts_at_boot(host):
     assert host.package("docker.io").is_installed  # container_engine_source: distro
 
 
+def test_the_engine_state_is_left_for_the_next_fact_gathering(host, daemon):
+    """The local fact a re-run reads the engine from (no probe call of its own): root's, executable, and it reports
+    this host's engine as the preflight's probe would."""
+    fact = host.file("/etc/ansible/facts.d/solv_engine.fact")
+    assert fact.user == "root" and fact.mode == 0o755
+    state = json.loads(host.check_output(fact.path))
+    assert "docker.io" in state["installed"] and json.loads(state["daemon_json"]["content"]) == daemon
+    assert state["service"] == {"load_state": "loaded", "unit_file_state": "enabled", "active_state": "active"}
+
+
 def test_systemd_booted(host):
     assert host.run("systemctl is-system-running").stdout.strip() in ("running", "degraded")
 

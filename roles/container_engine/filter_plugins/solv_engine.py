@@ -1,8 +1,13 @@
-"""container_engine's filter over solv_provision.registry (the one rule for the site registry's address)."""
+"""container_engine's filters: the site registry's address (solv_provision.registry, its one rule) and the engine's
+local fact (the script the role leaves on a host, and whether the fact a host reported is that script's, fresh)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
 try:
@@ -11,8 +16,35 @@ except ImportError:  # plain ansible-playbook from a checkout, package not insta
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
     from solv_provision import registry
 
+_PROBE = Path(__file__).resolve().parents[1] / "module_utils" / "solv_engine_probe.py"
+FACT_MAX_AGE = 300  # seconds: an older fact (a fact cache's) is not taken
+
+
+def engine_fact_script(params: Mapping) -> str:
+    """/etc/ansible/facts.d/solv_engine.fact: the probe's code (module_utils/solv_engine_probe.py), run with PARAMS
+    (the module's options) by each fact gathering."""
+    return ("#!/usr/bin/env python3\n"
+            "# The container engine's state for Ansible's fact gathering (ansible_local.solv_engine), written by the\n"
+            "# role container_engine: its module_utils/solv_engine_probe.py with the packages it plans for this host.\n"
+            + _PROBE.read_text(encoding="utf-8")
+            + f"\n\nif __name__ == \"__main__\":\n    print_fact({json.dumps(params, sort_keys=True)})\n")
+
+
+def engine_fact_current(fact, params: Mapping) -> bool:
+    """Whether FACT (ansible_local.solv_engine) is what the script for PARAMS reported within FACT_MAX_AGE."""
+    if not isinstance(fact, Mapping) or not isinstance(fact.get("time"), (int, float)):
+        return False
+    script = hashlib.sha1(engine_fact_script(params).encode("utf-8")).hexdigest()
+    return fact.get("script") == script and abs(time.time() - fact["time"]) < FACT_MAX_AGE
+
 
 class FilterModule:
     def filters(self):
-        # {{ hostvars | solv_engine_site_registry(groups) }} -> 'address:port' or ''
-        return {"solv_engine_site_registry": registry.site_address}
+        return {
+            # {{ hostvars | solv_engine_site_registry(groups) }} -> 'address:port' or ''
+            "solv_engine_site_registry": registry.site_address,
+            # {{ params | solv_engine_fact_script }} -> the local fact's text
+            "solv_engine_fact_script": engine_fact_script,
+            # {{ ansible_local.solv_engine | solv_engine_fact_current(params) }} -> bool
+            "solv_engine_fact_current": engine_fact_current,
+        }

@@ -11,7 +11,8 @@ short_description: What container_engine needs to know about a host, in one remo
 description:
   - Which of I(packages) are installed (dpkg's or rpm's database), the content of I(daemon_json) and the
     state of the I(service) unit. Changes nothing.
-  - One call instead of three keeps an unchanged re-run cheap.
+  - One call instead of three keeps an unchanged re-run cheap; the role leaves the same code on the host as a local
+    fact (C(/etc/ansible/facts.d/solv_engine.fact)), and a re-run whose fact gathering read it makes no call at all.
 options:
   pkg_family:
     description: C(apt) asks dpkg, C(dnf) asks rpm; anything else reports no package installed.
@@ -46,45 +47,7 @@ service:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-# dpkg's status abbreviation "ii": wanted install, installed; rpm's output is made to match.
-_QUERIES = {
-    "apt": ["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\n"],
-    "dnf": ["rpm", "-q", "--qf", "%{NAME} ii \n"],
-}
-
-
-def installed(module, family, packages):
-    if family not in _QUERIES or not packages:
-        return []
-    query = _QUERIES[family]
-    if not module.get_bin_path(query[0]):  # no package database of that family here: nothing installed
-        return []
-    # Both exit non-zero when one of the names is not installed; the other lines still count.
-    _, out, _ = module.run_command(query + list(packages))
-    found = [line.split() for line in out.splitlines()]
-    return sorted({words[0] for words in found if len(words) >= 2 and words[1] == "ii" and words[0] in packages})
-
-
-def daemon_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return {"exists": True, "content": f.read()}
-    except FileNotFoundError:
-        return {"exists": False, "content": ""}
-
-
-def service(module, name):
-    keys = {"LoadState": "load_state", "UnitFileState": "unit_file_state", "ActiveState": "active_state"}
-    state = dict.fromkeys(keys.values(), "")
-    if not module.get_bin_path("systemctl"):
-        return state
-    rc, out, _ = module.run_command(["systemctl", "show", name, "--property", ",".join(keys)])
-    for line in out.splitlines() if rc == 0 else []:
-        key, _, value = line.partition("=")
-        if key in keys:
-            state[keys[key]] = value.strip()
-    return state
+from ansible.module_utils.solv_engine_probe import probe  # also the role's local fact (templates/solv_engine.fact.j2)
 
 
 def main():
@@ -99,11 +62,10 @@ def main():
     )
     p = module.params
     try:
-        config = daemon_json(p["daemon_json"])
+        state = probe(p["pkg_family"], p["packages"], p["daemon_json"], p["service"])
     except (OSError, UnicodeDecodeError) as exc:
         module.fail_json(msg=f"{p['daemon_json']}: cannot be read: {exc}")
-    module.exit_json(changed=False, installed=installed(module, p["pkg_family"], p["packages"]),
-                     daemon_json=config, service=service(module, p["service"]))
+    module.exit_json(changed=False, **state)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,77 @@
+"""container_engine's local fact, run by ansible-playbook on this machine (connection local, read-only: its own
+daemon.json, facts folder and fact cache): after a probe the role leaves solv_engine.fact, the next run's fact
+gathering runs it and the role takes the engine's state from it without a probe; a fact for other settings, or an
+old one from a fact cache, is not taken."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from play_runner import run_play
+
+PLAY = """
+- hosts: all
+  gather_subset: [min]  # gathered unless a fact cache has the host (ansible.cfg: gathering = smart)
+  fact_path: "{{ engine_facts_dir }}"
+  tasks:
+    - name: The engine's plan and preflight
+      ansible.builtin.include_role:
+        name: container_engine
+        tasks_from: "{{ engine_step }}"
+        rolespec_validate: false
+        public: true  # its variables for the tasks below
+      loop: [plan.yml, preflight.yml]
+      loop_control: {loop_var: engine_step}
+      vars: &engine_vars
+        container_engine_source: distro
+        container_engine_daemon_json: "{{ engine_daemon_json }}"
+        __container_engine_fact_dir: "{{ engine_facts_dir }}"
+    - name: Its local fact, where a probe ran (as the role's main.yml)
+      ansible.builtin.include_role: {name: container_engine, tasks_from: local_fact.yml, rolespec_validate: false}
+      when: __container_engine_probe is not skipped
+      vars: *engine_vars
+    - name: The engine's state as the role takes it
+      ansible.builtin.debug:
+        msg:
+          probed: "{{ __container_engine_probe is not skipped }}"
+          state: "{{ __container_engine_state | dict2items | selectattr('key', 'in', ['installed', 'daemon_json',
+                                                                            'service']) | items2dict }}"
+      vars: *engine_vars
+"""
+
+
+def _run(tmp_path: Path, daemon_json: Path, cache: Path | None = None) -> dict:
+    host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+            "engine_facts_dir": str(tmp_path / "facts.d"), "engine_daemon_json": str(daemon_json)}
+    env = {"ANSIBLE_CACHE_PLUGIN": "jsonfile", "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(cache)} if cache else {}
+    report = run_play(tmp_path, {"all": {"hosts": {"engine-1": host}}}, PLAY, env=env)
+    return report["The engine's state as the role takes it"]["engine-1"]["msg"]
+
+
+def test_a_rerun_takes_the_engine_from_the_fact_gathering_and_never_a_stale_or_foreign_fact(tmp_path):
+    daemon_json = tmp_path / "daemon.json"
+    daemon_json.write_text('{"log-driver": "local"}\n')
+    first = _run(tmp_path, daemon_json)
+    assert first["probed"] and (tmp_path / "facts.d" / "solv_engine.fact").is_file()
+
+    daemon_json.write_text('{"log-driver": "json-file"}\n')
+    again = _run(tmp_path, daemon_json)
+    assert not again["probed"]  # the fact gathering read it: no call of its own
+    # ... as the host is at this run's gathering, the same as a probe of it reads
+    assert again["state"] == {**first["state"], "daemon_json": {"exists": True, "content": '{"log-driver": "json-file"}\n'}}
+
+    other = tmp_path / "other.json"  # other settings: the fact on the host is not the script the role would write
+    other.write_text("{}\n")
+    assert _run(tmp_path, other)["probed"]
+    assert not _run(tmp_path, other)["probed"]  # rewritten for them
+
+    cache = tmp_path / "fact-cache"  # a fact cache keeps what an earlier gathering read
+    assert not _run(tmp_path, other, cache)["probed"]
+    cached = next(cache.iterdir())  # ansible-core 2.19's jsonfile cache: the facts as a JSON string in __payload__
+    entry = json.loads(cached.read_text())
+    facts = json.loads(entry["__payload__"])
+    facts["ansible_local"]["solv_engine"]["time"] -= 3600  # gathered an hour ago
+    cached.write_text(json.dumps({**entry, "__payload__": json.dumps(facts)}))
+    assert _run(tmp_path, other, cache)["probed"]
