@@ -28,9 +28,9 @@ PLAY = """
         container_engine_source: distro
         container_engine_daemon_json: "{{ engine_daemon_json }}"
         __container_engine_fact_dir: "{{ engine_facts_dir }}"
-    - name: Its local fact, where a probe ran (as the role's main.yml)
+    - name: Its local fact, where the gathering did not report it (as the role's main.yml)
       ansible.builtin.include_role: {name: container_engine, tasks_from: local_fact.yml, rolespec_validate: false}
-      when: __container_engine_probe is not skipped
+      when: not __container_engine_fact_written | bool
       vars: *engine_vars
     - name: The engine's state as the role takes it
       ansible.builtin.debug:
@@ -47,24 +47,27 @@ def _run(tmp_path: Path, daemon_json: Path, cache: Path | None = None) -> dict:
             "engine_facts_dir": str(tmp_path / "facts.d"), "engine_daemon_json": str(daemon_json)}
     env = {"ANSIBLE_CACHE_PLUGIN": "jsonfile", "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(cache)} if cache else {}
     report = run_play(tmp_path, {"all": {"hosts": {"engine-1": host}}}, PLAY, env=env)
-    return report["The engine's state as the role takes it"]["engine-1"]["msg"]
+    written = report["Its local fact, where the gathering did not report it (as the role's main.yml)"]["engine-1"]
+    return {**report["The engine's state as the role takes it"]["engine-1"]["msg"], "wrote": not written.get("skipped")}
 
 
 def test_a_rerun_takes_the_engine_from_the_fact_gathering_and_never_a_stale_or_foreign_fact(tmp_path):
     daemon_json = tmp_path / "daemon.json"
     daemon_json.write_text('{"log-driver": "local"}\n')
     first = _run(tmp_path, daemon_json)
-    assert first["probed"] and (tmp_path / "facts.d" / "solv_engine.fact").is_file()
+    assert first["probed"] and first["wrote"] and (tmp_path / "facts.d" / "solv_engine.fact").is_file()
 
     daemon_json.write_text('{"log-driver": "json-file"}\n')
     again = _run(tmp_path, daemon_json)
-    assert not again["probed"]  # the fact gathering read it: no call of its own
+    assert not again["probed"] and not again["wrote"]  # the fact gathering read it: no call of its own
     # ... as the host is at this run's gathering, the same as a probe of it reads
-    assert again["state"] == {**first["state"], "daemon_json": {"exists": True, "content": '{"log-driver": "json-file"}\n'}}
+    now = {"exists": True, "content": '{"log-driver": "json-file"}\n'}
+    assert again["state"] == {**first["state"], "daemon_json": now}
 
     other = tmp_path / "other.json"  # other settings: the fact on the host is not the script the role would write
     other.write_text("{}\n")
-    assert _run(tmp_path, other)["probed"]
+    foreign = _run(tmp_path, other)
+    assert foreign["probed"] and foreign["wrote"]
     assert not _run(tmp_path, other)["probed"]  # rewritten for them
 
     cache = tmp_path / "fact-cache"  # a fact cache keeps what an earlier gathering read
@@ -74,4 +77,5 @@ def test_a_rerun_takes_the_engine_from_the_fact_gathering_and_never_a_stale_or_f
     facts = json.loads(entry["__payload__"])
     facts["ansible_local"]["solv_engine"]["time"] -= 3600  # gathered an hour ago
     cached.write_text(json.dumps({**entry, "__payload__": json.dumps(facts)}))
-    assert _run(tmp_path, other, cache)["probed"]
+    stale = _run(tmp_path, other, cache)
+    assert stale["probed"] and not stale["wrote"]  # probed, and the fact on the host is left as it is

@@ -30,12 +30,16 @@ def engine_fact_script(params: Mapping) -> str:
             + f"\n\nif __name__ == \"__main__\":\n    print_fact({json.dumps(params, sort_keys=True)})\n")
 
 
-def engine_fact_current(fact, params: Mapping) -> bool:
-    """Whether FACT (ansible_local.solv_engine) is what the script for PARAMS reported within FACT_MAX_AGE."""
-    if not isinstance(fact, Mapping) or not isinstance(fact.get("time"), (int, float)):
-        return False
+def engine_fact_written(fact, params: Mapping) -> bool:
+    """Whether FACT (ansible_local.solv_engine) was reported by the script for PARAMS, however long ago."""
     script = hashlib.sha1(engine_fact_script(params).encode("utf-8")).hexdigest()
-    return fact.get("script") == script and abs(time.time() - fact["time"]) < FACT_MAX_AGE
+    return isinstance(fact, Mapping) and fact.get("script") == script
+
+
+def engine_fact_current(fact, params: Mapping) -> bool:
+    """Whether FACT is what the script for PARAMS reported within FACT_MAX_AGE."""
+    return (engine_fact_written(fact, params) and isinstance(fact.get("time"), (int, float))
+            and abs(time.time() - fact["time"]) < FACT_MAX_AGE)
 
 
 class FilterModule:
@@ -45,6 +49,8 @@ class FilterModule:
             "solv_engine_site_registry": registry.site_address,
             # {{ params | solv_engine_fact_script }} -> the local fact's text
             "solv_engine_fact_script": engine_fact_script,
-            # {{ ansible_local.solv_engine | solv_engine_fact_current(params) }} -> bool
+            # {{ ansible_local.solv_engine | solv_engine_fact_current(params) }} -> bool: fresh, of that script
             "solv_engine_fact_current": engine_fact_current,
+            # {{ ansible_local.solv_engine | solv_engine_fact_written(params) }} -> bool: of that script
+            "solv_engine_fact_written": engine_fact_written,
         }
