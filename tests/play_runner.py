@@ -15,7 +15,8 @@ import yaml
 from conftest import REPO
 
 
-def run_play(tmp_path: Path, inventory: dict, play: str, env: dict[str, str] | None = None) -> dict[str, dict[str, dict]]:
+def run_play(tmp_path: Path, inventory: dict, play: str,
+             env: dict[str, str] | None = None) -> dict[str, dict[str, dict]]:
     """task name (without its role) => host => result, of one run of PLAY over INVENTORY (ENV added to the
     environment); the run must pass."""
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))

@@ -47,7 +47,7 @@ service:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.solv_engine_probe import probe  # also the role's local fact (templates/solv_engine.fact.j2)
+from ansible.module_utils.solv_engine_probe import probe  # also the role's local fact (filter_plugins/)
 
 
 def main():
