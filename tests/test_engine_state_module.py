@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -38,8 +39,10 @@ SYSTEMCTL = 'printf "LoadState=loaded\\nUnitFileState=enabled\\nActiveState=acti
 
 def test_installed_packages_daemon_json_and_service_in_one_call(tmp_path):
     (tmp_path / "daemon.json").write_text('{"log-driver": "local"}\n')
+    (tmp_path / "solv_engine.fact").write_text("the role's local fact\n")
     r = _run(tmp_path, {"dpkg-query": DPKG, "systemctl": SYSTEMCTL}, pkg_family="apt",
-             packages=["docker.io", "containerd", "docker-ce"])
+             packages=["docker.io", "containerd", "docker-ce"], fact=str(tmp_path / "solv_engine.fact"))
+    assert r["fact_sha1"] == hashlib.sha1(b"the role's local fact\n").hexdigest()
     assert r["changed"] is False
     assert r["installed"] == ["docker.io"]  # containerd only "rc" (removed, config left)
     assert r["daemon_json"] == {"exists": True, "content": '{"log-driver": "local"}\n'}
@@ -47,7 +50,9 @@ def test_installed_packages_daemon_json_and_service_in_one_call(tmp_path):
 
 
 def test_a_fresh_host_has_nothing(tmp_path):
-    r = _run(tmp_path, {"systemctl": 'echo "LoadState=not-found"\n'}, pkg_family="dnf", packages=["docker-ce"])
+    r = _run(tmp_path, {"systemctl": 'echo "LoadState=not-found"\n'}, pkg_family="dnf", packages=["docker-ce"],
+             fact=str(tmp_path / "solv_engine.fact"))
+    assert r["fact_sha1"] == ""  # no local fact yet
     assert r["installed"] == []  # no rpm on this host: nothing of that family is installed
     assert r["daemon_json"] == {"exists": False, "content": ""}
     assert r["service"] == {"load_state": "not-found", "unit_file_state": "", "active_state": ""}

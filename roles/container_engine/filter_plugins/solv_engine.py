@@ -27,19 +27,18 @@ def engine_fact_script(params: Mapping) -> str:
             "# The container engine's state for Ansible's fact gathering (ansible_local.solv_engine), written by the\n"
             "# role container_engine: its module_utils/solv_engine_probe.py with the packages it plans for this host.\n"
             + _PROBE.read_text(encoding="utf-8")
-            + f"\n\nif __name__ == \"__main__\":\n    print_fact({json.dumps(params, sort_keys=True)})\n")
+            + "\n\nif __name__ == \"__main__\":\n"
+            + f"    print_fact(json.loads({json.dumps(json.dumps(params, sort_keys=True))}))\n")
 
 
-def engine_fact_written(fact, params: Mapping) -> bool:
-    """Whether FACT (ansible_local.solv_engine) was reported by the script for PARAMS, however long ago."""
-    script = hashlib.sha1(engine_fact_script(params).encode("utf-8")).hexdigest()
-    return isinstance(fact, Mapping) and fact.get("script") == script
+def engine_fact_sha1(params: Mapping) -> str:
+    return hashlib.sha1(engine_fact_script(params).encode("utf-8")).hexdigest()
 
 
 def engine_fact_current(fact, params: Mapping) -> bool:
-    """Whether FACT is what the script for PARAMS reported within FACT_MAX_AGE."""
-    return (engine_fact_written(fact, params) and isinstance(fact.get("time"), (int, float))
-            and abs(time.time() - fact["time"]) < FACT_MAX_AGE)
+    """Whether FACT (ansible_local.solv_engine) is what the script for PARAMS reported within FACT_MAX_AGE."""
+    return (isinstance(fact, Mapping) and fact.get("script") == engine_fact_sha1(params)
+            and isinstance(fact.get("time"), (int, float)) and abs(time.time() - fact["time"]) < FACT_MAX_AGE)
 
 
 class FilterModule:
@@ -49,8 +48,8 @@ class FilterModule:
             "solv_engine_site_registry": registry.site_address,
             # {{ params | solv_engine_fact_script }} -> the local fact's text
             "solv_engine_fact_script": engine_fact_script,
+            # {{ params | solv_engine_fact_sha1 }} -> the sha1 of that text
+            "solv_engine_fact_sha1": engine_fact_sha1,
             # {{ ansible_local.solv_engine | solv_engine_fact_current(params) }} -> bool: fresh, of that script
             "solv_engine_fact_current": engine_fact_current,
-            # {{ ansible_local.solv_engine | solv_engine_fact_written(params) }} -> bool: of that script
-            "solv_engine_fact_written": engine_fact_written,
         }

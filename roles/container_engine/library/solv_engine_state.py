@@ -31,6 +31,10 @@ options:
     description: The engine's systemd unit.
     type: str
     default: docker
+  fact:
+    description: The role's local fact on this host (its sha1 is returned, so that the role writes it only where it
+      differs).
+    type: path
 author: SOLV platform team
 """
 
@@ -44,7 +48,12 @@ daemon_json:
 service:
   description: "{load_state, unit_file_state, active_state} of I(service) ('' when systemctl cannot tell)."
   type: dict
+fact_sha1:
+  description: The sha1 of I(fact) ('' when it is missing or no I(fact) was given).
+  type: str
 """
+
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.solv_engine_probe import probe  # also the role's local fact (filter_plugins/)
@@ -57,6 +66,7 @@ def main():
             packages=dict(type="list", elements="str", default=[]),
             daemon_json=dict(type="path", required=True),
             service=dict(type="str", default="docker"),
+            fact=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -65,7 +75,8 @@ def main():
         state = probe(p["pkg_family"], p["packages"], p["daemon_json"], p["service"])
     except (OSError, UnicodeDecodeError) as exc:
         module.fail_json(msg=f"{p['daemon_json']}: cannot be read: {exc}")
-    module.exit_json(changed=False, **state)
+    fact = p["fact"] and os.path.isfile(p["fact"])
+    module.exit_json(changed=False, fact_sha1=module.digest_from_file(p["fact"], "sha1") if fact else "", **state)
 
 
 if __name__ == "__main__":
