@@ -470,7 +470,25 @@ def grafana_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
     return problems + _container_problems("grafana", v)
 
 
+def site_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
+    """solv_common's site-wide settings, which every service role's containers are made of: the folders absolute,
+    the Docker CLI an absolute path, the network a name Docker takes (its types and ranges: value_types)."""
+    problems: Problems = []
+    for key in ("solv_root_dir", "solv_systemd_dir"):
+        if isinstance(v.get(key), str) and not re.match(r"/.", v[key]):
+            problems.append((key, f"must be an absolute path below / (e.g. /opt/solv), got {v[key]!r}"))
+    if isinstance(v.get("solv_docker_bin"), str) and not v["solv_docker_bin"].startswith("/"):
+        problems.append(("solv_docker_bin",
+                         f"must be an absolute path (e.g. /usr/bin/docker), got {v['solv_docker_bin']!r}"))
+    network = v.get("solv_docker_network")
+    if isinstance(network, str) and not _UNIT_NAME.fullmatch(network):
+        problems.append(("solv_docker_network", "must be a Docker network name (letters, digits, '_', '.', '-', "
+                                                f"starting with a letter or digit), got {network!r}"))
+    return problems
+
+
 ROLE_RULES: dict[str, Callable[[Mapping[str, Any], dict[str, Any]], Problems]] = {
+    "solv_common": site_problems,
     "vllm": vllm_problems,
     "litellm": litellm_problems,
     "searxng": searxng_problems,

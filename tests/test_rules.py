@@ -115,6 +115,9 @@ def test_master_key_message_never_echoes_the_key():
     # The preflights learn which served models are embedding models from the inference hosts' variables.
     ("fallback-to-embedding-model", "litellm", "litellm_fallbacks.qwen-7b: 'bge-m3' is an embedding model"),
     ("embedding-model-as-default-chat", "openwebui", "openwebui_default_models[0]: 'bge-m3' is an embedding model"),
+    # The site-wide settings every service role depends on (solv_common's preflight).
+    ("site-root-dir-relative", "solv_common", "solv_root_dir: must be an absolute path below /"),
+    ("site-docker-network-not-a-name", "solv_common", "solv_docker_network: must be a Docker network name"),
 ])
 def test_role_preflight_refuses_what_validate_refuses(tmp_path, case, role, message):
     """Plain ansible-playbook (no CLI) runs the role's preflight: the same rule, the same message."""
