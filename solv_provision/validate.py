@@ -215,7 +215,8 @@ def _role_rules(inv: Inventory, mistyped: set[tuple[str | None, str]], store_che
     for host in inv.hosts:
         own_address = addresses.host_address(inv.hosts[host], host)
         services = rules.roles_of(g for g in GROUP_ROLES if host in inv.in_group(g))
-        for role in ["solv_common"] * bool(services) + services:  # the site-wide settings where a service runs
+        # The site-wide settings (solv_common) on every host that runs a service.
+        for role in ["solv_common", *services] if services else []:
             values = {key: specs.default(key) if (host, key) in mistyped else _value(inv, host, key)
                       for key in specs.role_specs()[role].options}
             provider_env = inv.hosts[host].get("litellm_provider_env")

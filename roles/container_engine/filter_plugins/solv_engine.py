@@ -16,7 +16,8 @@ except ImportError:  # plain ansible-playbook from a checkout, package not insta
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
     from solv_provision import registry
 
-_PROBE = Path(__file__).resolve().parents[1] / "module_utils" / "solv_engine_probe.py"
+# The probe's code, read once per process (each fact script and its sha1 are built from it).
+_PROBE = (Path(__file__).resolve().parents[1] / "module_utils" / "solv_engine_probe.py").read_text(encoding="utf-8")
 FACT_MAX_AGE = 300  # seconds: an older fact (a fact cache's) is not taken
 
 
@@ -26,7 +27,7 @@ def engine_fact_script(params: Mapping) -> str:
     return ("#!/usr/bin/env python3\n"
             "# The container engine's state for Ansible's fact gathering (ansible_local.solv_engine), written by the\n"
             "# role container_engine: its module_utils/solv_engine_probe.py with the packages it plans for this host.\n"
-            + _PROBE.read_text(encoding="utf-8")
+            + _PROBE
             + "\n\nif __name__ == \"__main__\":\n"
             + f"    print_fact(json.loads({json.dumps(json.dumps(params, sort_keys=True))}))\n")
 
