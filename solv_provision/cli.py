@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import sys
 from pathlib import Path
 
@@ -183,40 +184,39 @@ def bundle_options(f):
 
 @contextlib.contextmanager
 def bundle_served(inv, bundle_dir, address, port):
-    """The extra variables of a run (none without a bundle); see bundle.serving."""
+    """The extra variables of a run ({} without a bundle); see bundle.serving."""
     if not bundle_dir:
-        yield []
+        yield {}
         return
-    import json
-
     from solv_provision import bundle
 
     try:
         with bundle.serving(inv, bundle_dir, address=address, port=port,
                             echo=lambda text: click.secho(text, err=True)) as extra:
-            yield [json.dumps(extra)]
+            yield extra
     except bundle.BundleError as exc:
         fail(str(exc), EXIT_FAILED)
 
 
 def _run(mode, *, inventories, limit, tags, extra_vars, forks, verbose, vault_password_file, playbook="site.yml",
          bundle_dir=None, bundle_address=None, bundle_port=None):
-    """apply/check: usage checks (exit 2), validation (exit 2), then the play; exits with its code."""
+    """apply/check: usage checks (exit 2), then validation (exit 2) while ansible-playbook starts, held until the
+    inventory is found valid (solv_provision.held_play), then the play; exits with its code."""
     from solv_provision import runner
 
     with usage_errors():
         book = runner.resolve_playbook(playbook)
         runner.check_extra_vars(extra_vars)
     bundle_dir = str(Path(bundle_dir).resolve()) if bundle_dir else None
-    inv = load_and_validate(inventories, vault_password_file, bundle_dir=bundle_dir)
-    if limit:
-        with usage_errors():
-            runner.check_limit(limit, hosts=inv.hosts, groups=inv.ansible_groups)
-    with bundle_served(inv, bundle_dir, bundle_address, bundle_port) as bundle_vars:
-        result = runner.run_playbook(
-            str(book), list(inventories), mode=mode, limit=limit, tags=tags, extra_vars=list(extra_vars) + bundle_vars,
-            forks=forks, verbosity=verbose, vault_password_file=vault_password_file, inv=inv,
-        )
+    with runner.held_playbook(str(book), list(inventories), mode=mode, limit=limit, tags=tags,
+                              extra_vars=list(extra_vars), forks=forks, verbosity=verbose,
+                              vault_password_file=vault_password_file, late_vars=bool(bundle_dir)) as held:
+        inv = load_and_validate(inventories, vault_password_file, bundle_dir=bundle_dir)
+        if limit:
+            with usage_errors():
+                runner.check_limit(limit, hosts=inv.hosts, groups=inv.ansible_groups)
+        with bundle_served(inv, bundle_dir, bundle_address, bundle_port) as bundle_vars:
+            result = held.run(inv, late_vars=bundle_vars)
     sys.exit(result.exit_code)
 
 
@@ -272,8 +272,9 @@ def upgrade(inventories, limit, tags, extra_vars, forks, verbose, vault_password
             runner.check_limit(limit, hosts=inv.hosts, groups=inv.ansible_groups)
         runner.check_extra_vars(extra_vars)
     with bundle_served(inv, bundle_dir, bundle_address, bundle_port) as bundle_vars, usage_errors():
+        served = (json.dumps(bundle_vars),) if bundle_vars else ()
         code = run_upgrade(inv, inventories=list(inventories), options=Options(
-            service=service, limit=limit, serial=serial, extra_vars=tuple(extra_vars) + tuple(bundle_vars),
+            service=service, limit=limit, serial=serial, extra_vars=tuple(extra_vars) + served,
             forks=forks, verbose=verbose, vault_password_file=vault_password_file, backup_dir=backup_dir, keep=keep))
     sys.exit(code)
 
@@ -404,24 +405,25 @@ def restore(inventories, vault_password_file, source, limit, force_host, with_se
 @no_traceback
 def render(what, inventories, vault_password_file, host, file_name, output):
     """Render the files the roles would put on a host (offline, same templates). Secrets are placeholders."""
-    # The inventory is checked while the play renders: the play contacts no host and writes only into a folder
-    # of its own, which a problem throws away unread (the same exit and message as a check before it).
-    inv = load_inventory(inventories, vault_password_file)
-    from solv_provision.render import RenderError, hosts_for, render_files, select_file
+    # The play starts (held) before the inventory is read, and the inventory is checked while the play renders:
+    # the play contacts no host and writes only into a folder of its own, which a problem throws away unread (the
+    # same exit and message as a check before it).
+    from solv_provision.render import RenderError, RenderPlay, hosts_for, select_file
     from solv_provision.runner import brief
 
-    check = functools.partial(check_inventory, inv, quiet=True)
     try:
-        try:
-            hosts = hosts_for(inv, what, host)
-        except Exception:
-            check()  # an inventory's problems are said before what they make of --host
-            raise
-        if file_name and len(hosts) > 1:
-            raise RenderError(f"--file needs one host: {what} runs on {brief(hosts)}; choose one with --host",
-                              usage=True)
-        files = render_files(inv, inventories=list(inventories), what=what, host=hosts[0] if file_name else host,
-                             vault_password_file=vault_password_file, meanwhile=check)
+        with RenderPlay(list(inventories), vault_password_file) as play:
+            inv = load_inventory(inventories, vault_password_file)
+            check = functools.partial(check_inventory, inv, quiet=True)
+            try:
+                hosts = hosts_for(inv, what, host)
+            except Exception:
+                check()  # an inventory's problems are said before what they make of --host
+                raise
+            if file_name and len(hosts) > 1:
+                raise RenderError(f"--file needs one host: {what} runs on {brief(hosts)}; choose one with --host",
+                                  usage=True)
+            files = play.files(inv, what, host=hosts[0] if file_name else host, meanwhile=check)
         if file_name:
             files = dict([select_file(files, file_name)])
     except RenderError as exc:

@@ -17,20 +17,20 @@ ROUTING_INPUTS = "SOLV_ROUTING_INPUTS"
 _FILES = ("plain-yaml.json", "routing-inputs.json")
 
 
-def environment(private: Path, inv: inventory.Inventory | None = None, extra_vars: Iterable[str] = ()) -> dict:
-    """The environment of a run whose private folder is PRIVATE (the files are written there, 0600)."""
-    env = {}
-    saved = inventory.save_plain_read(Path(private) / _FILES[0])
-    if saved:
-        env[inventory.PLAIN_YAML_CACHE] = str(saved)
+def environment(private: Path) -> dict[str, str]:
+    """The environment of a run whose private folder is PRIVATE: where `write` puts what it hands over. The play
+    may start before (solv_provision.held_play); a file not written is nothing handed over."""
+    return {inventory.PLAIN_YAML_CACHE: str(Path(private) / _FILES[0]), ROUTING_INPUTS: str(Path(private) / _FILES[1])}
+
+
+def write(private: Path, inv: inventory.Inventory | None = None, extra_vars: Iterable[str] = ()) -> None:
+    """What this process read of INV, for the play whose private folder is PRIVATE (0600), before it is let go."""
+    inventory.save_plain_read(Path(private) / _FILES[0])
     inputs = routing_inputs(inv, extra_vars) if inv is not None else None
     if inputs is not None:
-        dest = Path(private) / _FILES[1]
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(Path(private) / _FILES[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(inputs, out)
-        env[ROUTING_INPUTS] = str(dest)
-    return env
 
 
 def remove(private: Path) -> None:

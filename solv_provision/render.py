@@ -11,7 +11,6 @@ import re
 import shlex
 import sys
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -115,13 +114,60 @@ def _secret_placeholders(inv: Inventory) -> dict:
 def render_files(inv: Inventory, inventories: list[str], what: str, *, host: str | None = None,
                  vault_password_file: str | None = None,
                  meanwhile: Callable[[], None] | None = None) -> dict[str, str]:
-    """{'<host>/<absolute path on the host>': text} for every file the chosen services' roles write.
+    """{'<host>/<absolute path on the host>': text} for every file the chosen services' roles write (RenderPlay)."""
+    with RenderPlay(inventories, vault_password_file) as play:
+        return play.files(inv, what, host=host, meanwhile=meanwhile)
 
-    `meanwhile` (the CLI's check of the inventory) runs while the play does, as the play contacts no host and
-    writes only into this call's temporary folder; whatever it raises stops the play and is raised. Where the play
-    cannot start, it runs first: an inventory's problems are said before what they make of the render."""
-    with tempfile.TemporaryDirectory(prefix="solv-render-") as tmp:
-        out = Path(tmp) / "out"
+
+class RenderPlay:
+    """playbooks/render.yml on the controller, in a temporary folder of its own: started held (runner.Held) when
+    entered, so that it starts while the caller reads the inventory, then let go by files()."""
+
+    def __init__(self, inventories: list[str], vault_password_file: str | None = None):
+        self.inventories, self.vault_password_file = inventories, vault_password_file
+        self.messages: list[str] = []
+
+    def __enter__(self) -> RenderPlay:
+        from solv_provision.runner import Held
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="solv-render-")
+        self.private = Path(self._tmp.name)
+        args = ["-e", f"@{self.private / 'render-vars.json'}"]
+        if self.vault_password_file:
+            args += ["--vault-password-file", str(Path(self.vault_password_file).expanduser().resolve())]
+        try:
+            self.held = Held(self.private, playbook=paths.playbooks_dir() / "render.yml",
+                             inventories=self.inventories, limit=f"@{self.private / 'limit'}", args=shlex.join(args),
+                             quiet=True, event_handler=self._event)
+        except BaseException:
+            self._tmp.cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.held.__exit__(*exc)
+        finally:
+            self._tmp.cleanup()
+
+    def _event(self, event) -> bool:
+        from solv_provision.runner import result_message
+
+        data = event.get("event_data") or {}
+        if event.get("event") in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+            self.messages.append(f"{data.get('host')}: {data.get('task')}: {result_message(data.get('res') or {})}")
+        return False
+
+    def files(self, inv: Inventory, what: str, *, host: str | None = None,
+              meanwhile: Callable[[], None] | None = None) -> dict[str, str]:
+        """{'<host>/<absolute path on the host>': text} for every file the chosen services' roles write.
+
+        `meanwhile` (the CLI's check of the inventory) runs while the play does, as the play contacts no host and
+        writes only into this folder; whatever it raises stops the play and is raised. Where the play cannot
+        start, it runs first: an inventory's problems are said before what they make of the render."""
+        from solv_provision import handover
+
+        out = self.private / "out"
         try:
             hosts = hosts_for(inv, what, host)
             extra = _extra_vars(inv, services=services_of(what), hosts=hosts, out=out)
@@ -131,8 +177,20 @@ def render_files(inv: Inventory, inventories: list[str], what: str, *, host: str
             raise
         for name in hosts:  # the folder unit files go to, which a real host has (a module call less in the play)
             (out / name / "etc/systemd/system").mkdir(parents=True)
-        _run_render_play(tmp, inv=inv, inventories=inventories, hosts=hosts, extra=extra,
-                         vault_password_file=vault_password_file, meanwhile=meanwhile)
+        (self.private / "render-vars.json").write_text(json.dumps(extra), encoding="utf-8")
+        (self.private / "limit").write_text("\n".join(hosts) + "\n", encoding="utf-8")
+        handover.write(self.private, inv, [json.dumps(extra)])
+        self.held.hold.release()
+        try:
+            if meanwhile is not None:
+                meanwhile()
+        except BaseException:
+            self.held.stop.set()
+            raise
+        finally:
+            self.held.wait()
+        if self.held.run.rc != 0:
+            raise RenderError(f"render failed: {'; '.join(self.messages) or _last_error(self.held.run)}")
         return _read_back(out)
 
 
@@ -161,61 +219,6 @@ def _extra_vars(inv: Inventory, *, services: list[str], hosts: list[str], out: P
         "__render_roots": {h: root_dir(inv, h) for h in hosts},
         **_secret_placeholders(inv),
     }
-
-
-def _run_render_play(private: str, *, inv: Inventory, inventories: list[str], hosts: list[str], extra: dict,
-                     vault_password_file: str | None, meanwhile: Callable[[], None] | None = None) -> None:
-    """Run playbooks/render.yml on the controller, `meanwhile` beside it (render_files); RenderError with the first
-    failures when it fails."""
-    import ansible_runner
-
-    from solv_provision import handover
-    from solv_provision.runner import ansible_env, result_message
-
-    cmd = ["-e", json.dumps(extra)]
-    if vault_password_file:
-        cmd += ["--vault-password-file", str(Path(vault_password_file).expanduser().resolve())]
-    messages: list[str] = []
-
-    def handler(event):
-        data = event.get("event_data") or {}
-        if event.get("event") in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
-            messages.append(f"{data.get('host')}: {data.get('task')}: {result_message(data.get('res') or {})}")
-        return False
-
-    stop = threading.Event()
-    thread, run = ansible_runner.run_async(
-        private_data_dir=private,
-        playbook=str(paths.playbooks_dir() / "render.yml"),
-        inventory=[str(Path(i).expanduser().resolve()) for i in inventories],
-        limit=",".join(hosts),
-        cmdline=shlex.join(cmd),
-        envvars=ansible_env(handover.environment(Path(private), inv, [json.dumps(extra)])),
-        quiet=True,
-        event_handler=handler,
-        cancel_callback=stop.is_set,
-        settings={"pexpect_timeout": 0.2},  # how soon a stop is seen while the play prints nothing
-    )
-    try:
-        if meanwhile is not None:
-            meanwhile()
-    except BaseException:
-        stop.set()
-        raise
-    finally:
-        _wait(thread, stop)
-    if run.rc != 0:
-        raise RenderError(f"render failed: {'; '.join(messages) or _last_error(run)}")
-
-
-def _wait(thread: threading.Thread, stop: threading.Event) -> None:
-    """Wait for the play's thread; Ctrl-C stops the play (then raised once it has stopped)."""
-    try:
-        thread.join()
-    except KeyboardInterrupt:
-        stop.set()
-        thread.join()
-        raise
 
 
 def _read_back(out: Path) -> dict[str, str]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import json
 import os
 import re
 import shlex
+import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -176,42 +180,133 @@ def _cmdline(*, mode: str, tags, extra_vars, forks, verbosity, vault_password_fi
     return shlex.join(args)
 
 
-def run_playbook(playbook: str, inventories: list[str], *, mode: str = "apply", limit=None, tags=None,
-                 extra_vars=None, forks=None, verbosity: int = 0, vault_password_file=None,
-                 inv=None) -> RunResult:
-    """Run PLAYBOOK; INV, the inventory the CLI loaded from INVENTORIES, is handed over (solv_provision.handover)."""
-    import ansible_runner
+def run_playbook(playbook: str, inventories: list[str], *, inv=None, **options) -> RunResult:
+    """Run PLAYBOOK (held_playbook's options); INV, the inventory the CLI loaded from INVENTORIES, is handed over."""
+    with held_playbook(playbook, inventories, **options) as held:
+        return held.run(inv)
 
-    from solv_provision import handover
-    from solv_provision.progress import Progress
 
+@contextlib.contextmanager
+def held_playbook(playbook: str, inventories: list[str], *, mode: str = "apply", limit=None, tags=None,
+                  extra_vars=None, forks=None, verbosity: int = 0, vault_password_file=None, late_vars: bool = False):
+    """ansible-playbook started now and held (solv_provision.held_play) while the body reads and checks the
+    inventory, then runs it: `held.run(inv)`. A body that leaves without running it (a problem found) holds it
+    back: it has read nothing and contacted no host, and its run folder is removed. `late_vars`: run() takes extra
+    variables made after the inventory was read (a file named on the command line, written before the play goes)."""
     book = resolve_playbook(playbook)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    private = paths.state_dir() / "runs" / f"{stamp}-{mode}"
+    private = paths.state_dir() / "runs" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{mode}"
     private.mkdir(parents=True, exist_ok=True)
+    cmdline = _cmdline(mode=mode, tags=tags, extra_vars=extra_vars, forks=forks, verbosity=verbosity,
+                       vault_password_file=vault_password_file)
+    late = private / "late-vars.json" if late_vars else None
+    held = _HeldRun(private, RunResult(mode=mode, rc=-1, artifacts=private / "artifacts"), verbosity > 0,
+                    extra_vars or [], late)
+    try:
+        with Held(private, playbook=book, inventories=inventories, limit=limit,
+                  args=cmdline + (f" -e {shlex.quote('@' + str(late))}" if late else ""), quiet=verbosity == 0,
+                  event_handler=held.event, settings={"suppress_env_files": True}) as held.started:
+            yield held
+    finally:
+        if held.started is None or not held.started.released:
+            shutil.rmtree(private, ignore_errors=True)
 
-    result = RunResult(mode=mode, rc=-1, artifacts=private / "artifacts")
-    progress = Progress(result, verbose=verbosity > 0)
-    with progress:
-        runner = ansible_runner.run(
-            private_data_dir=str(private),
-            playbook=str(book),
-            inventory=[str(Path(i).expanduser().resolve()) for i in inventories],
-            limit=limit,
-            cmdline=_cmdline(mode=mode, tags=tags, extra_vars=extra_vars, forks=forks, verbosity=verbosity,
-                             vault_password_file=vault_password_file),
-            envvars=ansible_env(handover.environment(private, inv, extra_vars or ())),
-            quiet=verbosity == 0,
-            event_handler=lambda event: handle_event(event, result, progress) or True,
-            settings={"suppress_env_files": True},
-        )
-    handover.remove(private)
-    result.rc = runner.rc
-    if runner.rc != 0 and not result.failures:
-        result.failures.append(Failure("-", "-", f"ansible-playbook exited with {runner.rc} ({runner.status}); "
-                                                  f"see {result.artifacts}"))
-    progress.summary()
-    return result
+
+class _HeldRun:
+    """held_playbook's handle: the events of the run into its result and live progress."""
+
+    def __init__(self, private: Path, result: RunResult, verbose: bool, extra_vars: list[str], late: Path | None):
+        from solv_provision.progress import Progress
+
+        self.private, self.result, self.extra_vars, self.late = private, result, extra_vars, late
+        self.progress = Progress(result, verbose=verbose)
+        self.started: Held | None = None
+
+    def event(self, event: dict[str, Any]) -> bool:
+        handle_event(event, self.result, self.progress)
+        return True
+
+    def run(self, inv, late_vars: dict[str, Any] | None = None) -> RunResult:
+        """Let the play go with INV handed over (and LATE_VARS as extra variables), wait for it; the result."""
+        from solv_provision import handover
+
+        extra = list(self.extra_vars)
+        if self.late:
+            _write_private(self.late, json.dumps(late_vars or {}))
+            extra.append(json.dumps(late_vars or {}))
+        handover.write(self.private, inv, extra)
+        with self.progress:
+            rc, status = self.started.release_and_wait()
+        handover.remove(self.private)
+        result = self.result
+        result.rc = rc
+        if rc != 0 and not result.failures:
+            result.failures.append(Failure("-", "-", f"ansible-playbook exited with {rc} ({status}); "
+                                                      f"see {result.artifacts}"))
+        self.progress.summary()
+        return result
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
+class Held:
+    """ansible-runner's run of ansible-playbook, started held in PRIVATE (solv_provision.held_play), the
+    inventory's handover (solv_provision.handover) in its environment. As a context manager: on leaving, a run
+    not let go is held back, and the play is waited for (Ctrl-C stops it)."""
+
+    def __init__(self, private: Path, *, playbook: Path, inventories: list[str], limit: str | None, args: str,
+                 settings: dict | None = None, **runner_options):
+        import ansible_runner
+
+        from solv_provision import handover
+        from solv_provision.held_play import Hold
+
+        self.hold = Hold(private)
+        self.stop = threading.Event()
+        try:
+            self.thread, self.run = ansible_runner.run_async(
+                private_data_dir=str(private),
+                binary=sys.executable,
+                cmdline=self.hold.cmdline(f"{args} {shlex.quote(str(playbook))}"),
+                inventory=[str(Path(i).expanduser().resolve()) for i in inventories],
+                limit=limit,
+                envvars=ansible_env(handover.environment(private) | self.hold.environment()),
+                cancel_callback=self.stop.is_set,
+                settings={"pexpect_timeout": 0.2, **(settings or {})},  # how soon a stop is seen in a quiet play
+                **runner_options,
+            )
+        except BaseException:
+            self.hold.close()
+            raise
+
+    @property
+    def released(self) -> bool:
+        return self.hold.released
+
+    def release_and_wait(self) -> tuple[int, str]:
+        """Let the play go and wait for it: (its exit status, ansible-runner's status)."""
+        self.hold.release()
+        self.wait()
+        return self.run.rc, self.run.status
+
+    def wait(self) -> None:
+        """Wait for the play's thread; Ctrl-C stops the play (then raised once it has stopped)."""
+        try:
+            self.thread.join()
+        except KeyboardInterrupt:
+            self.stop.set()
+            self.thread.join()
+            raise
+
+    def __enter__(self) -> Held:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.hold.close()  # a play not let go exits now
+        self.wait()
 
 
 def output_tail(run) -> str:

@@ -12,7 +12,9 @@ PLAYBOOKS = sorted(p.name for p in (REPO / "playbooks").glob("*.yml")
 
 
 def _nothing_ran(state) -> bool:
-    return not (state / "solv-provision" / "runs").exists()
+    """No run folder left: a play started beside the checks (held, solv_provision.held_play) was held back."""
+    runs = state / "solv-provision" / "runs"
+    return not runs.exists() or not any(runs.iterdir())
 
 
 def _error_line(result) -> str:

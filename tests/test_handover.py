@@ -41,8 +41,8 @@ def test_the_inputs_are_each_hosts_routing_variables_as_the_files_say_them(tmp_p
     assert set(inputs) == set(inv.hosts)
     assert inputs["gpu-0001"] == {"vllm_models": inv.hosts["gpu-0001"]["vllm_models"], "ansible_host": "10.20.0.2"}
     assert all(set(values) <= set(routing.INPUT_KEYS) for values in inputs.values())
-    env = handover.environment(tmp_path, inv, [json.dumps({"solv_render": True})])
-    written = Path(env[handover.ROUTING_INPUTS])
+    handover.write(tmp_path, inv, [json.dumps({"solv_render": True})])
+    written = Path(handover.environment(tmp_path)[handover.ROUTING_INPUTS])
     assert json.loads(written.read_text()) == inputs and oct(written.stat().st_mode & 0o777) == "0o600"
     handover.remove(tmp_path)
     assert not written.exists()
