@@ -673,5 +673,16 @@ def _register_lab():
 
 _register_lab()
 
+
+def run() -> None:
+    """The `solv-provision` command: main, ended without the interpreter's teardown (solv_provision.fast_exit)."""
+    from solv_provision.fast_exit import exit_now
+
+    try:
+        main()
+    except SystemExit as done:
+        exit_now(done.code)
+
+
 if __name__ == "__main__":
-    main()
+    run()

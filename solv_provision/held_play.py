@@ -16,6 +16,8 @@ import sys
 import threading
 from pathlib import Path
 
+from solv_provision.fast_exit import exit_now
+
 HOLD = "SOLV_HOLD"  # the child's environment: the FIFO's path
 HELD_BACK = 75  # the child's exit status when it was not let go (EX_TEMPFAIL)
 
@@ -75,13 +77,16 @@ class _Word(threading.Thread):
             os._exit(HELD_BACK)
 
 
-def main() -> int:
+def main() -> None:
     word = _Word(os.environ.pop(HOLD))
     from ansible.cli import playbook  # ansible-playbook's own imports: most of its start
 
     word.join()  # `go`: any other word has ended the process
     sys.argv = ["ansible-playbook", *sys.argv[1:]]
-    return playbook.main()
+    try:
+        playbook.main()  # ends in sys.exit
+    except SystemExit as done:
+        exit_now(done.code)  # 0.15-0.2 s of ansible-playbook's run
 
 
 if __name__ == "__main__":

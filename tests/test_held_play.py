@@ -40,6 +40,16 @@ def test_a_play_let_go_runs_with_the_variables_and_limit_written_after_it_starte
     assert not (tmp_path / "private" / "hold").exists()
 
 
+def test_a_failed_play_exits_with_ansible_playbooks_status(tmp_path):
+    (tmp_path / "private").mkdir()
+    (tmp_path / "late.json").write_text("{}")  # late_word undefined: the task fails
+    (tmp_path / "limit").write_text("h1\n")
+    with _play(tmp_path, tmp_path / "late.json") as held:
+        rc, status = held.release_and_wait()
+    assert (rc, status) == (2, "failed")
+    assert "late_word" in held.run.stdout.read()
+
+
 def test_a_play_held_back_reads_nothing_and_exits(tmp_path):
     """Its inventory, variables and limit files do not exist: ansible-playbook would fail on them."""
     (tmp_path / "private").mkdir()
