@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from solv_provision.fast_exit import exit_now
+from solv_provision.play_events import CALLBACK, CALLBACK_PLUGINS, EVENTS
 
 HOLD = "SOLV_HOLD"  # the child's environment: the FIFO's path
 HELD_BACK = 75  # the child's exit status when it was not let go (EX_TEMPFAIL)
@@ -79,6 +80,9 @@ class _Word(threading.Thread):
 
 def main() -> None:
     word = _Word(os.environ.pop(HOLD))
+    if EVENTS in os.environ:  # the CLI reads the events on its FIFO: its callback, and not ansible-runner's at all
+        os.environ["ANSIBLE_STDOUT_CALLBACK"] = CALLBACK
+        os.environ["ANSIBLE_CALLBACK_PLUGINS"] = os.environ.pop(CALLBACK_PLUGINS)
     from ansible.cli import playbook  # ansible-playbook's own imports: most of its start
 
     word.join()  # `go`: any other word has ended the process

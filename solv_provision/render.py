@@ -138,7 +138,7 @@ class RenderPlay:
         try:
             self.held = Held(self.private, playbook=paths.playbooks_dir() / "render.yml",
                              inventories=self.inventories, limit=f"@{self.private / 'limit'}", args=shlex.join(args),
-                             quiet=True, event_handler=self._event)
+                             quiet=True, on_event=self._event)
         except BaseException:
             self._tmp.cleanup()
             raise
@@ -150,13 +150,12 @@ class RenderPlay:
         finally:
             self._tmp.cleanup()
 
-    def _event(self, event) -> bool:
+    def _event(self, event) -> None:
         from solv_provision.runner import result_message
 
         data = event.get("event_data") or {}
         if event.get("event") in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
             self.messages.append(f"{data.get('host')}: {data.get('task')}: {result_message(data.get('res') or {})}")
-        return False
 
     def files(self, inv: Inventory, what: str, *, host: str | None = None,
               meanwhile: Callable[[], None] | None = None) -> dict[str, str]:

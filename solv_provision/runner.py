@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -204,7 +205,7 @@ def held_playbook(playbook: str, inventories: list[str], *, mode: str = "apply",
     try:
         with Held(private, playbook=book, inventories=inventories, limit=limit,
                   args=cmdline + (f" -e {shlex.quote('@' + str(late))}" if late else ""), quiet=verbosity == 0,
-                  event_handler=held.event, settings={"suppress_env_files": True}) as held.started:
+                  on_event=held.event, settings={"suppress_env_files": True}) as held.started:
             yield held
     finally:
         if held.started is None or not held.started.released:
@@ -221,9 +222,8 @@ class _HeldRun:
         self.progress = Progress(result, verbose=verbose)
         self.started: Held | None = None
 
-    def event(self, event: dict[str, Any]) -> bool:
+    def event(self, event: dict[str, Any]) -> None:
         handle_event(event, self.result, self.progress)
-        return True
 
     def run(self, inv, late_vars: dict[str, Any] | None = None) -> RunResult:
         """Let the play go with INV handed over (and LATE_VARS as extra variables), wait for it; the result."""
@@ -254,32 +254,41 @@ def _write_private(path: Path, text: str) -> None:
 
 class Held:
     """ansible-runner's run of ansible-playbook, started held in PRIVATE (solv_provision.held_play), the
-    inventory's handover (solv_provision.handover) in its environment. As a context manager: on leaving, a run
-    not let go is held back, and the play is waited for (Ctrl-C stops it)."""
+    inventory's handover (solv_provision.handover) in its environment, each of its events handed to ON_EVENT
+    (solv_provision.play_events). As a context manager: on leaving, a run not let go is held back, and the play
+    is waited for (Ctrl-C stops it)."""
 
     def __init__(self, private: Path, *, playbook: Path, inventories: list[str], limit: str | None, args: str,
-                 settings: dict | None = None, **runner_options):
+                 on_event: Callable[[dict[str, Any]], Any] | None = None, settings: dict | None = None,
+                 **runner_options):
         import ansible_runner
 
         from solv_provision import handover
         from solv_provision.held_play import Hold
+        from solv_provision.play_events import Events
 
-        self.hold = Hold(private)
+        self.hold, self.events = Hold(private), None
         self.stop = threading.Event()
         try:
+            self.events = Events(private, on_event or (lambda event: None),
+                                 log=Path(private) / "artifacts" / "events.jsonl")
             self.thread, self.run = ansible_runner.run_async(
                 private_data_dir=str(private),
                 binary=sys.executable,
                 cmdline=self.hold.cmdline(f"{args} {shlex.quote(str(playbook))}"),
                 inventory=[str(Path(i).expanduser().resolve()) for i in inventories],
                 limit=limit,
-                envvars=ansible_env(handover.environment(private) | self.hold.environment()),
+                envvars=ansible_env(handover.environment(private) | self.hold.environment()
+                                    | self.events.environment()),
                 cancel_callback=self.stop.is_set,
+                event_handler=lambda event: False,  # its events are lines of the output (the stdout artifact has it)
                 settings={"pexpect_timeout": 0.2, **(settings or {})},  # how soon a stop is seen in a quiet play
                 **runner_options,
             )
         except BaseException:
             self.hold.close()
+            if self.events is not None:
+                self.events.close()
             raise
 
     @property
@@ -293,13 +302,16 @@ class Held:
         return self.run.rc, self.run.status
 
     def wait(self) -> None:
-        """Wait for the play's thread; Ctrl-C stops the play (then raised once it has stopped)."""
+        """Wait for the play's thread, then for its events to be handled; Ctrl-C stops the play (then raised once
+        it has stopped)."""
         try:
             self.thread.join()
         except KeyboardInterrupt:
             self.stop.set()
             self.thread.join()
             raise
+        finally:
+            self.events.close()
 
     def __enter__(self) -> Held:
         return self

@@ -43,8 +43,8 @@ def _cli(*args, state_dir=None):
 def _images_pushed(state_dir):
     """{image: solv_registry_push's result} of the runs whose artifacts are under state_dir."""
     pushed = {}
-    for path in state_dir.rglob("job_events/*.json"):
-        event = json.loads(path.read_text())
+    events = [json.loads(line) for path in state_dir.rglob("events.jsonl") for line in path.read_text().splitlines()]
+    for event in events:
         data = event.get("event_data", {})
         if event.get("event") == "runner_on_ok" and data.get("task_action", "").endswith("solv_registry_push"):
             pushed[data["task"].rsplit("| ", 1)[1]] = data["res"]
