@@ -1,8 +1,8 @@
 """The events of solv-provision's plays, one JSON line each on a FIFO in the run's private folder.
 
 ansible-runner's own output callback (awx_display) writes every event to a file of its own and, encoded, into the
-output, which ansible-runner then reads back: about 1.5 ms an event in ansible-playbook's main process, on the
-play's path (0.8 s of the lab's no-op `apply`, 516 events). solv_provision.held_play makes plugins/callback/
+output, which ansible-runner then reads back: about 1.1 ms an event in ansible-playbook's main process, which runs
+the tasks one after another (516 events in the lab's no-op `apply`). solv_provision.held_play makes plugins/callback/
 solv_events.py the output callback instead: Ansible's default output, and each event the CLI reads (a task
 started, a host started it, a host's result) as one line here. ansible-runner still starts the play, keeps its
 output and stops it.
@@ -61,7 +61,7 @@ class Events:
                 if self._error is None:
                     try:
                         self._handler(event)
-                    except BaseException as error:  # noqa: BLE001 - raised by close(); the play is read to its end
+                    except BaseException as error:  # raised by close(), once the pipe is read to its end
                         self._error = error
 
     def close(self) -> None:
