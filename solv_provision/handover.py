@@ -28,9 +28,14 @@ def write(private: Path, inv: inventory.Inventory | None = None, extra_vars: Ite
     inventory.save_plain_read(Path(private) / _FILES[0])
     inputs = routing_inputs(inv, extra_vars) if inv is not None else None
     if inputs is not None:
-        fd = os.open(Path(private) / _FILES[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(inputs, out)
+        write_private(Path(private) / _FILES[1], json.dumps(inputs))
+
+
+def write_private(path: Path, text: str) -> None:
+    """TEXT into PATH, readable by this user only (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
 
 
 def remove(private: Path) -> None:

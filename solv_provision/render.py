@@ -179,16 +179,8 @@ class RenderPlay:
         (self.private / "render-vars.json").write_text(json.dumps(extra), encoding="utf-8")
         (self.private / "limit").write_text("\n".join(hosts) + "\n", encoding="utf-8")
         handover.write(self.private, inv, [json.dumps(extra)])
-        self.held.hold.release()
-        try:
-            if meanwhile is not None:
-                meanwhile()
-        except BaseException:
-            self.held.stop.set()
-            raise
-        finally:
-            self.held.wait()
-        if self.held.run.rc != 0:
+        rc, _ = self.held.release_and_wait(meanwhile)
+        if rc != 0:
             raise RenderError(f"render failed: {'; '.join(self.messages) or _last_error(self.held.run)}")
         return _read_back(out)
 

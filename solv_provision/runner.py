@@ -231,8 +231,8 @@ class _HeldRun:
 
         extra = list(self.extra_vars)
         if self.late:
-            _write_private(self.late, json.dumps(late_vars or {}))
             extra.append(json.dumps(late_vars or {}))
+            handover.write_private(self.late, extra[-1])
         handover.write(self.private, inv, extra)
         with self.progress:
             rc, status = self.started.release_and_wait()
@@ -244,12 +244,6 @@ class _HeldRun:
                                                       f"see {result.artifacts}"))
         self.progress.summary()
         return result
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
 
 
 class Held:
@@ -295,10 +289,18 @@ class Held:
     def released(self) -> bool:
         return self.hold.released
 
-    def release_and_wait(self) -> tuple[int, str]:
-        """Let the play go and wait for it: (its exit status, ansible-runner's status)."""
+    def release_and_wait(self, meanwhile: Callable[[], None] | None = None) -> tuple[int, str]:
+        """Let the play go and wait for it: (its exit status, ansible-runner's status). MEANWHILE runs beside the
+        play; whatever it raises stops the play and is raised once the play has stopped."""
         self.hold.release()
-        self.wait()
+        try:
+            if meanwhile is not None:
+                meanwhile()
+        except BaseException:
+            self.stop.set()
+            raise
+        finally:
+            self.wait()
         return self.run.rc, self.run.status
 
     def wait(self) -> None:
