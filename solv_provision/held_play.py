@@ -16,6 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
+from solv_provision import jinja_cache
 from solv_provision.fast_exit import exit_now
 from solv_provision.play_events import CALLBACK, CALLBACK_PLUGINS, EVENTS
 
@@ -84,6 +85,8 @@ def main() -> None:
         os.environ["ANSIBLE_STDOUT_CALLBACK"] = CALLBACK
         os.environ["ANSIBLE_CALLBACK_PLUGINS"] = os.environ.pop(CALLBACK_PLUGINS)
     from ansible.cli import playbook  # ansible-playbook's own imports: most of its start
+
+    jinja_cache.install(os.environ.pop(jinja_cache.ENV, ""))  # templates compiled in earlier runs, read back
 
     word.join()  # `go`: any other word has ended the process
     sys.argv = ["ansible-playbook", *sys.argv[1:]]

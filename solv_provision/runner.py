@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from solv_provision import paths
+from solv_provision import jinja_cache, paths
 
 _RESULT_EVENTS = {
     "runner_on_ok": "ok",
@@ -273,7 +273,7 @@ class Held:
                 inventory=[str(Path(i).expanduser().resolve()) for i in inventories],
                 limit=limit,
                 envvars=ansible_env(handover.environment(private) | self.hold.environment()
-                                    | self.events.environment()),
+                                    | self.events.environment() | jinja_cache.environment()),
                 cancel_callback=self.stop.is_set,
                 event_handler=lambda event: False,  # its events are lines of the output (the stdout artifact has it)
                 settings={"pexpect_timeout": 0.2, **(settings or {})},  # how soon a stop is seen in a quiet play

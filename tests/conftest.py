@@ -11,11 +11,18 @@ REPO = Path(__file__).resolve().parents[1]
 INVENTORIES = REPO / "tests" / "inventories"
 
 
+@pytest.fixture(scope="session")
+def _jinja_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("jinja")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_state(tmp_path_factory, monkeypatch):
-    """Run artifacts and caches of the CLI go to a temporary folder, never to the user's home."""
+def _isolated_state(tmp_path_factory, monkeypatch, _jinja_cache):
+    """Run artifacts and caches of the CLI go to a temporary folder, never to the user's home (the plays' compiled
+    templates to one folder per test session)."""
     state = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.setenv("SOLV_JINJA_CACHE", str(_jinja_cache))
     return state
 
 
