@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import marshal
 import os
 import stat
@@ -29,6 +30,7 @@ from solv_provision import paths
 ENV = "SOLV_JINJA_CACHE"  # the play's environment: the cache's folder ('' for none)
 MAX_ENTRIES = 20_000  # about 80 MB; beyond it the folder starts again empty
 UNUSED_DAYS = 30  # a folder of other versions no play used for this long is removed
+_COMPILE_PARAMETERS = ["self", "source", "name", "filename", "raw", "defer_init"]  # Jinja 3.1's Environment.compile
 
 
 def environment() -> dict[str, str]:
@@ -49,6 +51,8 @@ def install(folder: str) -> bool:
         from ansible._internal._templating._jinja_bits import _TemplateCompileContext
     except ImportError:
         return False
+    if list(inspect.signature(jinja2.Environment.compile).parameters) != _COMPILE_PARAMETERS:
+        return False  # not the Jinja this module wraps
     versions = f"py{importlib.util.MAGIC_NUMBER.hex()}-jinja{jinja2.__version__}-ansible{release.__version__}"
     place = _private_folder(Path(folder), versions)
     if place is None:

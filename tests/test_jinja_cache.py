@@ -19,8 +19,10 @@ _PROCESS = textwrap.dedent("""
     import json, sys
     import jinja2
     import ansible._internal._templating._engine  # Ansible's configuration, templated once it is imported
+    import functools
     compiled = []
     _compile = jinja2.Environment.compile
+    @functools.wraps(_compile)  # Jinja's signature, as the cache checks it
     def counting(self, *args, **kwargs):
         compiled.append(1)
         return _compile(self, *args, **kwargs)
@@ -185,3 +187,17 @@ def test_folders_of_other_versions_go_once_unused_for_a_month(tmp_path):
     os.utime(old, (month_ago, month_ago))
     assert _run(tmp_path, "pass")["installed"]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("py000")) == [recent.name]
+
+
+def test_a_jinja_whose_compile_takes_other_arguments_is_left_alone(tmp_path):
+    code = """
+        results["out"] = jinja2.Environment().from_string("{{ 6 * 7 }}").render()
+    """
+    other = _PROCESS.replace("@functools.wraps(_compile)", "").replace("def counting(self, *args, **kwargs):",
+                                                                         "def counting(self, source, *, name=None):")
+    other = other.replace("return _compile(self, *args, **kwargs)", "return _compile(self, source, name)")
+    done = subprocess.run([sys.executable, "-c", other, str(tmp_path), textwrap.dedent(code)], cwd=REPO,
+                          capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["installed"] is False
+    assert json.loads(done.stdout)["results"] == {"out": "42"}
+    assert not any(tmp_path.iterdir())
