@@ -41,7 +41,8 @@ def environment() -> dict[str, str]:
 
 def install(folder: str) -> bool:
     """Compile Jinja templates through the cache in FOLDER (a subfolder per Python, Jinja and Ansible version);
-    False, and nothing changed, where the folder is unusable or this Ansible lacks what the key needs."""
+    False, and nothing changed, where the folder is unusable, this Ansible lacks what the key needs or Jinja's
+    compile is not the one this module wraps."""
     if not folder:
         return False
     try:
@@ -139,7 +140,7 @@ def _cached_compile(compile_, place: Path, vaulted, compile_context):
     """Jinja's Environment.compile through the cache: an entry is the code, and the state of each filter and test
     the template names when it was compiled; a plugin's state that differs now compiles it anew."""
 
-    def compile(self, source, name=None, filename=None, raw=False, defer_init=False):  # noqa: A001 (Jinja's name)
+    def compile_through_cache(self, source, name=None, filename=None, raw=False, defer_init=False):
         if raw or not isinstance(source, str) or vaulted.is_tagged_on(source) or getattr(
                 self, "_debuggable_template_source", False):
             return compile_(self, source, name, filename, raw, defer_init)
@@ -160,7 +161,7 @@ def _cached_compile(compile_, place: Path, vaulted, compile_context):
         _keep(path, marshal.dumps((plugins, code)))
         return code
 
-    return compile
+    return compile_through_cache
 
 
 def _keep(path: Path, data: bytes) -> None:
