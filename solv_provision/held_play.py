@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from solv_provision import jinja_cache
+from solv_provision import jinja_cache, plugin_preload
 from solv_provision.fast_exit import exit_now
 from solv_provision.play_events import CALLBACK, CALLBACK_PLUGINS, EVENTS
 
@@ -87,6 +87,7 @@ def main() -> None:
     from ansible.cli import playbook  # ansible-playbook's own imports: most of its start
 
     jinja_cache.install(os.environ.pop(jinja_cache.ENV, ""))  # templates compiled in earlier runs, read back
+    plugin_preload.install()  # filter and test plugins loaded here once, not in every task's worker
 
     word.join()  # `go`: any other word has ended the process
     sys.argv = ["ansible-playbook", *sys.argv[1:]]
