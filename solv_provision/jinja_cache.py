@@ -20,6 +20,7 @@ import importlib.util
 import inspect
 import marshal
 import os
+import shutil
 import stat
 import time
 import types
@@ -80,11 +81,11 @@ def _private_folder(base: Path, versions: str) -> Path | None:
             for entry in entries:
                 if entry.name != versions and entry.is_dir(follow_symlinks=False) and \
                         entry.stat(follow_symlinks=False).st_mtime < unused_since:
-                    _empty(Path(entry.path))
-                    os.rmdir(entry.path)
+                    shutil.rmtree(entry.path, ignore_errors=True)
         with os.scandir(place) as entries:
             if sum(1 for _ in entries) > MAX_ENTRIES:
-                _empty(place)
+                shutil.rmtree(place, ignore_errors=True)
+                place.mkdir(mode=0o700, exist_ok=True)
         return place
     except OSError:
         return None
@@ -94,17 +95,6 @@ def _owned_alone(path: Path) -> bool:
     """A folder of this user's that no one else may write to (what it holds is code this process runs)."""
     info = os.lstat(path)
     return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022
-
-
-def _empty(folder: Path) -> None:
-    for entry in os.scandir(folder):
-        try:
-            os.unlink(entry.path)
-        except IsADirectoryError:
-            _empty(Path(entry.path))
-            os.rmdir(entry.path)
-        except OSError:
-            pass
 
 
 def _settings(env) -> str:
