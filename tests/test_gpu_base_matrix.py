@@ -526,6 +526,7 @@ def test_engine_plans(matrix):
     ubuntu = _ok(matrix, "ubuntu2204-gpu")["engine"]
     assert ubuntu["source"] == "docker"
     assert ubuntu["packages"] == ["docker-ce", "docker-ce-cli", "containerd.io"]
+    assert ubuntu["companions"] == ["apparmor", "ca-certificates", "pigz", "procps", "xz-utils"]
     assert ubuntu["repo"] == {
         "type": "apt",
         "name": "docker",
@@ -546,5 +547,6 @@ def test_engine_plans(matrix):
         "baseurl": f"{DOCKER}/centos/9/$basearch/stable",
         "gpgkey": f"{DOCKER}/centos/gpg",
     }
+    assert rocky["companions"] == []  # dnf installs weak dependencies itself
     arm = _ok(matrix, "ubuntu2404-arm64-cuda")["engine"]
     assert arm["repo"]["architectures"] == ["arm64"] and arm["repo"]["suites"] == ["noble"]

@@ -32,6 +32,13 @@ def test_docker_runs_and_starts_at_boot(host):
     assert host.package("docker.io").is_installed  # container_engine_source: distro
 
 
+def test_the_engine_is_installed_without_build_tools(host):
+    """apt installs the engine without its Recommends, and with those dockerd uses at run time: AppArmor's parser
+    (the docker-default profile) and xz; not git, nor needrestart, which restarts services after a library upgrade."""
+    assert [p for p in ("apparmor", "xz-utils", "ca-certificates") if not host.package(p).is_installed] == []
+    assert [p for p in ("git", "needrestart", "perl") if host.package(p).is_installed] == []
+
+
 def test_the_engine_state_is_left_for_the_next_fact_gathering(host, daemon):
     """The local fact a re-run reads the engine from (no probe call of its own): root's, executable, and it reports
     this host's engine as the preflight's probe would."""
