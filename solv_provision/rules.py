@@ -472,7 +472,8 @@ def grafana_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
 
 def site_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
     """solv_common's site-wide settings, which every service role's containers are made of: the folders absolute,
-    the Docker CLI an absolute path, the network a name Docker takes (its types and ranges: value_types)."""
+    the Docker CLI an absolute path, the readiness probes' longest pause a positive number of seconds, the network
+    a name Docker takes (its types and ranges: value_types)."""
     problems: Problems = []
     for key in ("solv_root_dir", "solv_systemd_dir"):
         if isinstance(v.get(key), str) and not re.match(r"/.", v[key]):
@@ -480,6 +481,9 @@ def site_problems(v: Mapping[str, Any], ctx: dict[str, Any]) -> Problems:
     if isinstance(v.get("solv_docker_bin"), str) and not v["solv_docker_bin"].startswith("/"):
         problems.append(("solv_docker_bin",
                          f"must be an absolute path (e.g. /usr/bin/docker), got {v['solv_docker_bin']!r}"))
+    delay = v.get("solv_container_ready_delay")
+    if isinstance(delay, (int, float)) and not isinstance(delay, bool) and not 0 < delay <= 60:
+        problems.append(("solv_container_ready_delay", f"must be more than 0 and at most 60 (seconds), got {delay}"))
     network = v.get("solv_docker_network")
     if isinstance(network, str) and not _UNIT_NAME.fullmatch(network):
         problems.append(("solv_docker_network", "must be a Docker network name (letters, digits, '_', '.', '-', "

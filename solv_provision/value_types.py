@@ -21,8 +21,7 @@ from solv_provision import specs
 
 Problems = list[tuple[str, str]]
 
-# Integers where 0 is a real value (GPU index 0). SearXNG's uid and gid are not: the container never runs as root;
-# nor is solv_container_ready_delay (0 would probe a starting container without a pause).
+# Integers where 0 is a real value (GPU index 0). SearXNG's uid and gid are not: the container never runs as root.
 ZERO_OK = frozenset({"gpus"})
 _PORT = re.compile(r"(^|_)port$")
 # Top-level strings whose empty value means something: the role's documented default ("" = the host's

@@ -255,3 +255,33 @@ def test_the_wait_probes_soon_after_a_start_then_every_delay(monkeypatch):
     pauses.clear()
     gate.wait(systemctl, "solv-x", [{"url": "http://127.0.0.1:1/"}], timeout=300, delay=0.1)
     assert pauses == [0.1] * answers_after
+
+
+def test_the_wait_asks_for_the_address_once_per_start_of_the_container(monkeypatch):
+    """`docker inspect` once the unit's `docker run` has a container with an address, not every round; again when
+    systemd started another (a new main process: the previous container was removed, the address may differ)."""
+    monkeypatch.setattr(gate.time, "sleep", lambda s: None)
+    rounds, inspected, seen = [], [], []
+    main_pids = [0, 0, 101, 101, 101, 101, 202]  # before the wait, then each round's; 101 crashes, systemd starts 202
+    addresses = {101: [None, "10.0.0.5"], 202: ["10.0.0.7"]}
+
+    def run(argv):
+        if argv[0] == "systemctl":
+            pid = main_pids[min(len(rounds), len(main_pids) - 1)]
+            rounds.append(pid)
+            return 0, f"ActiveState=active\nSubState=running\nNRestarts={int(pid == 202)}\nMainPID={pid}\n", ""
+        pid = rounds[-1]
+        inspected.append(pid)
+        left = addresses.get(pid) or [None]
+        ip = left.pop(0) if len(left) > 1 else left[0]
+        return (0, '{"solv": {"IPAddress": "%s"}}' % ip, "") if ip else (1, "", "No such container")
+
+    def run_gate(checks, address, *a):
+        seen.append(address)
+        return [{"url": "u", "ok": address == "10.0.0.7" and len(seen) >= 8}], {}
+
+    monkeypatch.setattr(gate, "run_gate", run_gate)
+    outcome = gate.wait(run, "solv-x", [{"url": "http://{container_address}:8080/"}], timeout=300, delay=0.5)
+    assert outcome["ok"]
+    assert seen == [None, None, "10.0.0.5", "10.0.0.5", "10.0.0.5", "10.0.0.7", "10.0.0.7", "10.0.0.7"]
+    assert inspected == [0, 101, 101, 202]

@@ -118,6 +118,7 @@ def test_master_key_message_never_echoes_the_key():
     # The site-wide settings every service role depends on (solv_common's preflight).
     ("site-root-dir-relative", "solv_common", "solv_root_dir: must be an absolute path below /"),
     ("site-docker-network-not-a-name", "solv_common", "solv_docker_network: must be a Docker network name"),
+    ("site-ready-delay-zero", "solv_common", "solv_container_ready_delay: must be more than 0 and at most 60"),
 ])
 def test_role_preflight_refuses_what_validate_refuses(tmp_path, case, role, message):
     """Plain ansible-playbook (no CLI) runs the role's preflight: the same rule, the same message."""

@@ -75,9 +75,9 @@ options:
     type: float
     default: 300
   delay:
-    description: Seconds between gate rounds.
+    description: Longest pause between gate rounds, in seconds (the first is 0.25 s, each next one twice as long).
     type: float
-    default: 2
+    default: 0.5
   check_timeout:
     description: Seconds per HTTP check of a gate.
     type: float
@@ -605,7 +605,7 @@ def main():
             dir=dict(type="path"),
             force_host=dict(type="bool", default=False),
             gate_timeout=dict(type="float", default=300),
-            delay=dict(type="float", default=2),
+            delay=dict(type="float", default=0.5),
             check_timeout=dict(type="float", default=5),
         ),
         supports_check_mode=False,

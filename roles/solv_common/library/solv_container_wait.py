@@ -34,7 +34,7 @@ options:
   delay:
     description: Longest pause between rounds, in seconds (the first is 0.25 s, each next one twice as long).
     type: float
-    default: 2
+    default: 0.5
   max_restarts:
     description: Fail once systemd restarted the unit this many times during the wait.
     type: int
@@ -92,7 +92,7 @@ def main():
                 ),
             ),
             timeout=dict(type="int", default=300),
-            delay=dict(type="float", default=2),
+            delay=dict(type="float", default=0.5),
             max_restarts=dict(type="int", default=3),
             journal_lines=dict(type="int", default=30),
             network=dict(type="str", default=""),

@@ -60,10 +60,11 @@ def container_address(run, docker, name, network):
 
 
 def unit_state(run, name):
-    """(ActiveState, SubState, NRestarts) of <name>.service."""
-    rc, out, _ = run(["systemctl", "show", f"{name}.service", "--property=ActiveState,SubState,NRestarts"])
+    """(ActiveState, SubState, NRestarts, MainPID) of <name>.service."""
+    rc, out, _ = run(["systemctl", "show", f"{name}.service", "--property=ActiveState,SubState,NRestarts,MainPID"])
     values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line) if rc == 0 else {}
-    return values.get("ActiveState", ""), values.get("SubState", ""), int(values.get("NRestarts") or 0)
+    return (values.get("ActiveState", ""), values.get("SubState", ""), int(values.get("NRestarts") or 0),
+            int(values.get("MainPID") or 0))
 
 
 def journal(run, name, lines=30):
@@ -222,7 +223,7 @@ def run_gate(checks, address=None, timeout=5.0, post_timeout=30.0):
 FIRST_PAUSE = 0.25
 
 
-def wait(run, name, checks, timeout, delay=2.0, max_restarts=3, network="", docker="/usr/bin/docker",
+def wait(run, name, checks, timeout, delay=0.5, max_restarts=3, network="", docker="/usr/bin/docker",
          check_timeout=5.0, post_timeout=30.0):
     """Run the gate after a (re)start until it passes, `timeout` s pass, or systemd keeps restarting the unit;
     the pauses between rounds 0.25 s, doubling up to `delay`.
@@ -230,17 +231,20 @@ def wait(run, name, checks, timeout, delay=2.0, max_restarts=3, network="", dock
     -> {ok, crashed, elapsed, results, active, sub, restarts}: crashed when the unit failed or restarted
     max_restarts times during the wait."""
     start = time.monotonic()
-    _, _, restarts0 = unit_state(run, name)
+    _, _, restarts0, _ = unit_state(run, name)
     needs_address = any(ADDRESS in c["url"] for c in checks)
-    results = []
+    results, address, address_of = [], None, None
     pause = min(FIRST_PAUSE, delay)
     while True:
-        active, sub, restarts = unit_state(run, name)
+        active, sub, restarts, main_pid = unit_state(run, name)
         elapsed = round(time.monotonic() - start, 1)
         state = {"elapsed": elapsed, "active": active, "sub": sub, "restarts": restarts - restarts0}
         if restarts - restarts0 >= max_restarts or active == "failed":
             return {"ok": False, "crashed": True, "results": results, **state}
-        address = container_address(run, docker, name, network or "solv") if needs_address else None
+        # The unit's `docker run` (its main process, after ExecStartPre removed the previous container) has one
+        # container, whose address does not change: asked for until known, and again when systemd starts another.
+        if needs_address and (address is None or address_of != main_pid):
+            address, address_of = container_address(run, docker, name, network or "solv"), main_pid
         results, _ = run_gate(checks, address, check_timeout, post_timeout)
         if all(r["ok"] for r in results):
             return {"ok": True, "crashed": False, "results": results, **state}
