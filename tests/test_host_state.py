@@ -339,7 +339,7 @@ def _wait(host, path, image):
                           capture_output=True, text=True, timeout=30, check=False)
 
 
-def test_the_archives_with_an_image_the_host_lacks_load_one_after_the_other_in_the_background(host):
+def test_the_archives_with_an_image_the_host_lacks_load_in_the_background_once(host):
     new = _archive(host, "new.tar", "solv/new:1")
     held = _archive(host, "one.tar", "solv/one:1.0")
     both = _archive(host, "both.tar", "solv/big:1", "solv/two:2.0")
@@ -353,10 +353,32 @@ def test_the_archives_with_an_image_the_host_lacks_load_one_after_the_other_in_t
     done = _wait(host, loading[both], "solv/big:1")
     assert done.returncode == 0 and "Loaded image: solv/big:1" in done.stdout
     assert _wait(host, loading[new], "solv/new:1").returncode == 0
-    assert _loads(host) == [new, both]  # in the order given, one loader
+    assert sorted(_loads(host)) == sorted([new, both])  # each once
     # Loaded: the next reading forgets them.
     assert _load(host, (new, ["solv/new:1"]), (both, ["solv/big:1"])) == {}
     assert not any(os.scandir(host["root"] / "images" / "loading"))
+
+
+def test_the_largest_archive_loads_beside_the_others_which_load_one_after_the_other(host):
+    """The longest load does not wait for the others, nor they for it; the others keep the play's order."""
+    first = _archive(host, "first.tar", "solv/first:1")
+    large = _archive(host, "large.tar", "solv/large:1", "solv/large-too:1", "solv/and-more:1")
+    last = _archive(host, "last.tar", "solv/last:1")
+    hold = host["bin"] / "hold"
+    hold.touch()
+    loading = _load(host, (first, ["solv/first:1"]), (large, ["solv/large:1"]), (last, ["solv/last:1"]))
+    for _ in range(100):  # both loaders begin: the largest archive beside the first, the last one behind it
+        if len(_loads(host)) == 2:
+            break
+        time.sleep(0.1)
+    time.sleep(2 * LOAD_SECONDS)
+    assert sorted(_loads(host)) == sorted([first, large])
+    pid = {a: open(os.path.join(loading[a], "pid"), encoding="ascii").read() for a in (first, large, last)}
+    assert pid[first] == pid[last] != pid[large]
+    hold.unlink()
+    for archive, image in ((first, "solv/first:1"), (large, "solv/large:1"), (last, "solv/last:1")):
+        assert _wait(host, loading[archive], image).returncode == 0
+    assert _loads(host)[2:] == [last]
 
 
 def test_a_failed_load_is_reported_to_its_image_and_not_tried_again_in_the_background(host):
