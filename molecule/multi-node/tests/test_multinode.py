@@ -44,17 +44,17 @@ _REQUEST = (
 
 
 # _answers' loop on the gateway host: requests for the replicated model until at least N were answered and both
-# hosts (argv 5) answered, at most 4N; prints who answered each, or the first failure.
+# hosts (argv 5) answered; after 4N, one every 0.25 s, 75 s in all; prints who answered each, or the first failure.
 _ANSWERS = (
-    "import json, sys, urllib.request, urllib.error\n"
+    "import json, sys, time, urllib.request, urllib.error\n"
     "url, key, prompt, n, wanted = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), set(sys.argv[5].split(','))\n"
     "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
     "body = json.dumps({'model': 'shared-model', 'messages': [{'role': 'user', 'content': prompt}]}).encode()\n"
     "headers = {'Authorization': 'Bearer ' + key, 'Content-Type': 'application/json'}\n"
-    "seen, hosts = [], set()\n"
-    "for i in range(4 * n):\n"
-    "    if i >= n and hosts >= wanted:\n"
-    "        break\n"
+    "seen, hosts, end = [], set(), time.monotonic() + 75\n"
+    "while len(seen) < n or (hosts < wanted and time.monotonic() < end):\n"
+    "    if len(seen) >= 4 * n:\n"
+    "        time.sleep(0.25)\n"
     "    try:\n"
     "        r = opener.open(urllib.request.Request(url, data=body, headers=headers, method='POST'), timeout=60)\n"
     "        content = json.loads(r.read())['choices'][0]['message']['content']\n"
@@ -406,8 +406,9 @@ def _image(name, unit="solv-vllm-shared"):
 def _answers(host, base, master_key, n=20):
     """Which (host, version) answered each of at least n requests for the replicated model, once both replicas
     are in LiteLLM's rotation (one that failed or restarted a moment ago may still be cooling down), going on
-    until both hosts answered (at most 4n): the scenario's request limit makes LiteLLM route by each replica's
-    usage this minute, so a replica an earlier test spared gets the next requests until they are even."""
+    until both hosts answered (after 4n, one request every 0.25 s, up to 75 s in all): the scenario's request limit
+    makes LiteLLM route by each replica's usage this minute, so a replica an earlier test spared gets the next
+    requests until they are even, or until the minute is over."""
     for name in (INF1, INF2):
         _in_rotation(host, base, master_key, name)
     # One remote run for the whole loop (a testinfra call per request cost about a second each).
