@@ -246,6 +246,19 @@ def test_container_run_is_needed_only_for_a_planned_container_out_of_sync():
             filters.solv_container_needs_run(no_plan, "solv-c")
 
 
+
+def test_the_containers_to_run_are_those_out_of_sync_in_order():
+    """solv_containers_to_run: the loop of a role's include of container_run.yml (names, or instances by name under
+    a prefix); empty in a run that changes nothing, and the same error as solv_container_needs_run for a container
+    the play did not plan."""
+    plan = {"containers": {"solv-a": {"in_sync": True}, "solv-b": {"in_sync": False}, "solv-c": {"in_sync": False}}}
+    assert filters.solv_containers_to_run(plan, ["solv-c", "solv-a", "solv-b"]) == ["solv-c", "solv-b"]
+    instances = [{"name": "a", "port": 1}, {"name": "b", "port": 2}]
+    assert filters.solv_containers_to_run(plan, instances, "solv-") == [{"name": "b", "port": 2}]
+    assert filters.solv_containers_to_run(plan, ["solv-a"]) == []
+    with pytest.raises(AnsibleFilterError, match="container_files.yml for solv-d before container_run.yml"):
+        filters.solv_containers_to_run(plan, [{"name": "d"}], "solv-")
+
 def test_the_units_to_prune_come_from_the_reading_where_it_lists_them():
     """solv_units_to_prune: what containers_prune.yml removes, and whether a role includes it at all ([]: skipped)."""
     reading = {"usable": True, "unit_files": ["solv-litellm", "solv-litellm-2", "solv-litellm-3", "solv-vllm-a"]}

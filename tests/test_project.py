@@ -136,26 +136,54 @@ def test_solv_common_is_included_without_reading_its_argument_specs_again():
     assert [str(f) for f, inc in includes if inc.get("rolespec_validate") is not False] == []
 
 
-def test_every_role_skips_container_run_for_a_container_in_sync_as_one_task():
-    """Each role's include of container_run.yml carries solv_container_needs_run (the test container_run.yml makes
-    itself), so a no-op run costs one skipped task per container there, not an include and a skipped task."""
-    wanted = "solv_container_plan | default(none) | solv_container_needs_run(solv_container_name)"
-    sites = [(str(f.relative_to(REPO)), t) for f in sorted((REPO / "roles").glob("*/tasks/*.yml"))
-             for t in _tasks(yaml.safe_load(f.read_text()))
+RUN_ROLES = sorted(p.parents[1].name for p in (REPO / "roles").glob("*/tasks/run.yml"))
+
+
+def _run_steps(role):
+    """A role's __<role>_run (vars/main.yml): each step of its run.yml => the condition (or loop) it acts on."""
+    return yaml.safe_load((REPO / "roles" / role / "vars" / "main.yml").read_text())[f"__{role}_run"]
+
+
+def _step_of(role, task):
+    """The entry of __<role>_run a task of run.yml acts on: its whole `when`, or its whole `loop`."""
+    refs = [re.fullmatch(rf"(?:{{{{ )?__{role}_run\.(\w+)(?: }}}})?", str(task.get(key)))
+            for key in ("when", "loop") if key in task]
+    assert len(refs) == 1 and refs[0], f"{role}: {task['name']} acts on one entry of __{role}_run, as its when or loop"
+    return refs[0].group(1)
+
+
+@pytest.mark.parametrize("role", RUN_ROLES)
+def test_every_run_phase_ends_the_role_where_no_step_acts(role):
+    """run.yml starts with `meta: end_role` where no entry of __<role>_run is true (or a non-empty loop): a meta task
+    runs in ansible-playbook's own process, where each skipped task costs a forked worker. Exact only while each
+    later task acts on one entry and the entries are those steps, nothing else: checked here."""
+    tasks = list(_tasks(yaml.safe_load((REPO / "roles" / role / "tasks" / "run.yml").read_text())))
+    guard, steps = tasks[0], tasks[1:]
+    assert guard.get("ansible.builtin.meta") == "end_role"
+    assert guard["when"] == f"__{role}_run.values() | select | list == []"
+    acted_on = [_step_of(role, task) for task in steps]
+    assert sorted(acted_on) == sorted(_run_steps(role)), f"{role}: one task per entry of __{role}_run"
+
+
+def test_every_role_runs_container_run_only_for_a_container_out_of_sync():
+    """Each include of container_run.yml acts on a step that asks the plan (solv_container_needs_run for one
+    container, solv_containers_to_run for a loop), so a container in sync costs no task at all in a no-op run."""
+    sites = [(role, t) for role in RUN_ROLES
+             for t in _tasks(yaml.safe_load((REPO / "roles" / role / "tasks" / "run.yml").read_text()))
              if (t.get("ansible.builtin.include_role") or {}).get("tasks_from") == "container_run.yml"]
     assert len(sites) >= 13
-    missing = [f for f, t in sites if wanted not in (t["when"] if isinstance(t.get("when"), list) else [t.get("when")])]
-    assert missing == []
-    # After the role's own conditions: the plan has no entry for a container the role did not configure.
-    assert all((t["when"][-1] if isinstance(t["when"], list) else t["when"]) == wanted for _, t in sites)
+    asks = {"when": "solv_container_needs_run(", "loop": "solv_containers_to_run("}
+    assert [(role, t["name"]) for role, t in sites
+            if asks["loop" if "loop" in t else "when"] not in _run_steps(role)[_step_of(role, t)]] == []
 
 
-def test_every_role_skips_containers_prune_as_one_task_where_the_reading_lists_nothing_to_remove():
-    """Each include of containers_prune.yml asks the host's reading first (solv_may_have_unit for one unit,
-    solv_units_to_prune for a family), so a no-op run skips it as one task instead of an include and two."""
-    sites = [(str(f.relative_to(REPO)), t) for f in sorted((REPO / "roles").glob("*/tasks/*.yml"))
-             for t in _tasks(yaml.safe_load(f.read_text()))
+def test_every_role_runs_containers_prune_only_where_the_reading_lists_something_to_remove():
+    """Each include of containers_prune.yml acts on a step that asks the host's reading (solv_may_have_unit for one
+    unit, solv_units_to_prune for a family), so a no-op run costs no task for it."""
+    sites = [(role, t) for role in RUN_ROLES
+             for t in _tasks(yaml.safe_load((REPO / "roles" / role / "tasks" / "run.yml").read_text()))
              if (t.get("ansible.builtin.include_role") or {}).get("tasks_from") == "containers_prune.yml"]
     assert len(sites) >= 9
-    asks = ("solv_may_have_unit(", "solv_units_to_prune(solv_prune_prefix, solv_prune_keep) != []")
-    assert [f for f, t in sites if not any(a in c for c in t.get("when") or [] for a in asks)] == []
+    asks = ("solv_may_have_unit(", "solv_units_to_prune(")
+    assert [(role, t["name"]) for role, t in sites
+            if not any(a in _run_steps(role)[_step_of(role, t)] for a in asks)] == []

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import jinja2
@@ -476,6 +477,15 @@ def solv_container_needs_run(plan, name):
     return not containers[name]["in_sync"]
 
 
+def solv_containers_to_run(plan, items, prefix=""):
+    """{{ solv_container_plan | default(none) | solv_containers_to_run(items[, prefix]) }}: the items, in their
+    order, whose container needs container_run.yml (solv_container_needs_run): container names, or instances
+    {name, ...} of the containers <prefix><name>. A role loops its include of container_run.yml over these, so a
+    run that changes nothing has an empty loop (its run phase then ends the role: solv_common's README)."""
+    return [item for item in items
+            if solv_container_needs_run(plan, prefix + (item["name"] if isinstance(item, Mapping) else item))]
+
+
 _UNIT_TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "solv-container.service.j2"
 
 
@@ -516,4 +526,5 @@ class FilterModule:
             "solv_container_plan": solv_container_plan,
             "solv_container_actions": solv_container_actions,
             "solv_container_needs_run": solv_container_needs_run,
+            "solv_containers_to_run": solv_containers_to_run,
         }
