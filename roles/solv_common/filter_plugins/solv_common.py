@@ -343,7 +343,7 @@ def solv_container_prepare(params, reading):
 def solv_may_have_unit(reading, unit):
     """{{ solv_host_reading | default(none) | solv_may_have_unit('solv-prometheus') }}: whether the host may have the
     unit file <unit>.service. The host's reading (when usable) lists every solv-*.service file; without one, maybe.
-    A role that removes what it no longer runs includes the removal only then (a no-op run skips it in one task)."""
+    A role that removes what it no longer runs has its run step act only then."""
     if not reading or not reading.get("usable"):
         return True
     return unit in reading.get("unit_files", [])
@@ -354,7 +354,7 @@ def solv_units_to_prune(reading, prefix, keep, found=None):
     host has whose names are not <prefix><k> for a k in keep (containers_prune.yml removes them), from the host's
     reading, or else from `found` (the `find` module's files in the systemd directory); None when neither can say
     (no usable reading, or a prefix outside solv-*, which it does not list): then containers_prune.yml looks on the
-    host. A role includes containers_prune.yml only where this is not [] (a no-op run skips it in one task)."""
+    host. A role's run step includes containers_prune.yml only where this is not []."""
     if reading and reading.get("usable") and str(prefix).startswith("solv-"):
         units = reading.get("unit_files", [])
     elif found is not None:
@@ -468,9 +468,9 @@ def solv_container_plan(params, reading, settings, previous=None, probe=None):
 
 def solv_container_needs_run(plan, name):
     """{{ solv_container_plan | default(none) | solv_container_needs_run(name) }}: whether container_run.yml has
-    anything to do for the container <name> (network, reload, enable or restart: not `in_sync` in its plan). A role
-    puts it on its include of container_run.yml, so a container in sync costs that one skipped task; container_run.yml
-    checks it again. Fails when container_files.yml did not plan <name> in this play."""
+    anything to do for the container <name> (network, reload, enable or restart: not `in_sync` in its plan). A role's
+    run step asks it before including container_run.yml, which checks it again. Fails when container_files.yml did
+    not plan <name> in this play."""
     containers = (plan or {}).get("containers") or {}
     if name not in containers:
         raise AnsibleFilterError(f"Include solv_common's container_files.yml for {name} before container_run.yml.")
