@@ -37,6 +37,12 @@ def _read_yaml(path: Path) -> Any:
         raise SpecError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
 
 
+# The entry point holding a role's inventory variables: `main`, except solv_common's `site` (Ansible checks a `main`
+# entry as a task of its own in every play that runs the role, and solv_common runs as every service role's
+# dependency; its preflight checks the same).
+_ENTRY_POINT = {"solv_common": "site"}
+
+
 @lru_cache(maxsize=None)
 def role_specs(roles_dir: Path | None = None) -> dict[str, RoleSpec]:
     """Every role that declares an argument spec, by name."""
@@ -44,7 +50,7 @@ def role_specs(roles_dir: Path | None = None) -> dict[str, RoleSpec]:
     found: dict[str, RoleSpec] = {}
     for role_dir in sorted(p for p in roles_dir.iterdir() if p.is_dir()):
         data = _read_yaml(role_dir / "meta" / "argument_specs.yml") or {}
-        main = (data.get("argument_specs") or {}).get("main") or {}
+        main = (data.get("argument_specs") or {}).get(_ENTRY_POINT.get(role_dir.name, "main")) or {}
         defaults = _read_yaml(role_dir / "defaults" / "main.yml") or {}
         found[role_dir.name] = RoleSpec(
             role=role_dir.name,

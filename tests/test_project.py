@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from solv_provision import docs, specs
+from solv_provision import docs, rules, specs
 from solv_provision.inventory import SOLV_PREFIXES
 
 ROLES = sorted(p for p in (REPO / "roles").iterdir() if p.is_dir())
@@ -124,6 +124,18 @@ def _role_includes(node):
         yield from (value for key, value in task.items()
                     if key.split(".")[-1] in ("include_role", "import_role") and isinstance(value, dict))
 
+
+
+def test_solv_common_settings_are_checked_once_per_play_not_twice():
+    """solv_common runs as every service role's dependency, in every play of every host. Its site-wide variables are
+    its entry point `site`: a `main` entry would add Ansible's own argument spec check as a task beside its preflight,
+    which checks the same (spec_check: the types as used, no coercion)."""
+    entries = yaml.safe_load((REPO / "roles/solv_common/meta/argument_specs.yml").read_text())["argument_specs"]
+    assert "main" not in entries
+    assert specs.role_specs()["solv_common"].options == entries["site"]["options"]
+    assert "solv_root_dir" in entries["site"]["options"]
+    assert rules.role_problems("solv_common", {"solv_firewall": "yes"}) == [
+        ("solv_firewall", "must be true or false, got the string 'yes' (write true or false, unquoted)")]
 
 def test_solv_common_is_included_without_reading_its_argument_specs_again():
     """An include of solv_common with Ansible's default rolespec_validate reads and deep-copies its 17 KB
