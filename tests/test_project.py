@@ -125,7 +125,6 @@ def _role_includes(node):
                     if key.split(".")[-1] in ("include_role", "import_role") and isinstance(value, dict))
 
 
-
 def test_solv_common_settings_are_checked_once_per_play_not_twice():
     """solv_common runs as every service role's dependency, in every play of every host. Its site-wide variables are
     its entry point `site`: a `main` entry would add Ansible's own argument spec check as a task beside its preflight,
@@ -136,6 +135,7 @@ def test_solv_common_settings_are_checked_once_per_play_not_twice():
     assert "solv_root_dir" in entries["site"]["options"]
     assert rules.role_problems("solv_common", {"solv_firewall": "yes"}) == [
         ("solv_firewall", "must be true or false, got the string 'yes' (write true or false, unquoted)")]
+
 
 def test_solv_common_is_included_without_reading_its_argument_specs_again():
     """An include of solv_common with Ansible's default rolespec_validate reads and deep-copies its 17 KB
