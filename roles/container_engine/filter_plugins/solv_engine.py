@@ -6,19 +6,17 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 try:
-    from solv_provision import registry
+    from solv_provision import local_facts, registry
 except ImportError:  # plain ansible-playbook from a checkout, package not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-    from solv_provision import registry
+    from solv_provision import local_facts, registry
 
 # The probe's code, read once per process (each fact script and its sha1 are built from it).
 _PROBE = (Path(__file__).resolve().parents[1] / "module_utils" / "solv_engine_probe.py").read_text(encoding="utf-8")
-FACT_MAX_AGE = 300  # seconds: an older fact (a fact cache's) is not taken
 
 
 def engine_fact_script(params: Mapping) -> str:
@@ -37,9 +35,9 @@ def engine_fact_sha1(params: Mapping) -> str:
 
 
 def engine_fact_current(fact, params: Mapping) -> bool:
-    """Whether FACT (ansible_local.solv_engine) is what the script for PARAMS reported within FACT_MAX_AGE."""
+    """Whether FACT (ansible_local.solv_engine) is what the script for PARAMS reported within local_facts.FACT_MAX_AGE."""
     return (isinstance(fact, Mapping) and fact.get("script") == engine_fact_sha1(params)
-            and isinstance(fact.get("time"), (int, float)) and abs(time.time() - fact["time"]) < FACT_MAX_AGE)
+            and isinstance(fact.get("time"), (int, float)) and local_facts.read_recently(fact["time"]))
 
 
 class FilterModule:
