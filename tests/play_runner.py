@@ -19,6 +19,13 @@ def run_play(tmp_path: Path, inventory: dict, play: str,
              env: dict[str, str] | None = None) -> dict[str, dict[str, dict]]:
     """task name (without its role) => host => result, of one run of PLAY over INVENTORY (ENV added to the
     environment); the run must pass."""
+    report = run_plays(tmp_path, inventory, play, env)
+    return {name: hosts for tasks in report for name, hosts in tasks}
+
+
+def run_plays(tmp_path: Path, inventory: dict, play: str,
+              env: dict[str, str] | None = None) -> list[list[tuple[str, dict[str, dict]]]]:
+    """Per play of PLAY, in order: its tasks as (task name without its role, host => result); the run must pass."""
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (tmp_path / "play.yml").write_text(play)
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
@@ -29,4 +36,4 @@ def run_play(tmp_path: Path, inventory: dict, play: str,
                           env=env, capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(proc.stdout[proc.stdout.find("{"):])
-    return {t["task"]["name"].split(" : ", 1)[-1]: t["hosts"] for p in report["plays"] for t in p["tasks"]}
+    return [[(t["task"]["name"].split(" : ", 1)[-1], t["hosts"]) for t in p["tasks"]] for p in report["plays"]]

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from play_runner import run_play
+from play_runner import run_play, run_plays
 
 PLAY = """
 - hosts: gateway
@@ -77,3 +77,22 @@ def test_a_host_that_keeps_none_of_the_step_s_secrets_is_read_in_the_step_for_th
     assert {host: r["msg"] for host, r in result["What the roles after it find"].items()} == {"gw-1": True, "gw-2": True}
     assert os.listdir(tmp_path / "gw-1" / "secrets") == ["litellm_master_key"]
     assert not (tmp_path / "gw-2" / "secrets").exists()
+
+
+TWO_PLAYS = """
+- hosts: gateway
+  gather_facts: false
+  roles: [solv_common]
+- hosts: gateway
+  gather_facts: false
+  roles: [solv_common]
+"""
+
+
+def test_the_site_wide_settings_are_checked_in_the_first_play_of_a_run_only(tmp_path):
+    """solv_common runs in every play of a service role; the plays after the first see the same values, and its
+    check there would be a task per host for nothing: it ends before it."""
+    hosts = {"gw-1": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}
+    plays = run_plays(tmp_path, {"all": {"children": {"gateway": {"hosts": hosts}}}}, TWO_PLAYS)
+    checks = [[name for name, _ in tasks if name == "Site-wide settings are usable"] for tasks in plays]
+    assert checks == [["Site-wide settings are usable"], []]
