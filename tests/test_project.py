@@ -177,6 +177,16 @@ def test_every_run_phase_ends_the_role_where_no_step_acts(role):
     assert sorted(acted_on) == sorted(_run_steps(role)), f"{role}: one task per entry of __{role}_run"
 
 
+@pytest.mark.parametrize("role, on", [("node_exporter", "on"), ("dcgm_exporter", "wanted"),
+                                      ("blackbox_exporter", "on"), ("grafana", "on")])
+def test_a_role_that_may_be_off_ends_at_its_start_where_it_is_off_and_left_nothing(role, on):
+    """Where the role does not run and its run phase has nothing to remove, every task of main.yml would be skipped,
+    each at a forked worker's cost: the role's first task ends it (a meta task, in ansible-playbook's process)."""
+    guard = next(_tasks(yaml.safe_load((REPO / "roles" / role / "tasks" / "main.yml").read_text())))
+    assert guard.get("ansible.builtin.meta") == "end_role"
+    assert guard["when"] == f"not __{role}_{on} | bool and __{role}_run.values() | select | list == []"
+
+
 def test_every_role_runs_container_run_only_for_a_container_out_of_sync():
     """Each include of container_run.yml acts on a step that asks the plan (solv_container_needs_run for one
     container, solv_containers_to_run for a loop), so a container in sync costs no task at all in a no-op run."""
