@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from play_runner import run_play
 
 PLAY = """
@@ -83,3 +85,53 @@ def test_a_rerun_takes_the_engine_from_the_fact_gathering_and_never_a_stale_or_f
     cached.write_text(json.dumps({**entry, "__payload__": json.dumps(facts)}))
     stale = _run(tmp_path, other, cache)
     assert stale["probed"] and not stale["wrote"]  # probed, and the fact on the host is left as it is
+
+
+CONFIGURE = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: daemon.json merged as the role's configure step does, the host's file as given
+      ansible.builtin.include_role:
+        name: container_engine
+        tasks_from: configure.yml
+        rolespec_validate: false
+      vars:
+        container_engine_daemon_json: /etc/docker/daemon.json
+        __container_engine_state: {daemon_json: {exists: true, content: "{{ engine_daemon_text }}"}}
+        __container_engine_site_registry: ""
+        container_engine_daemon_options: {}
+        container_engine_restart_on_config_change: false  # dockerd on this machine is not restarted
+"""
+
+
+@pytest.mark.parametrize(("text", "merged"), [
+    ('{"log-driver": "journald", "runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}',
+     {"log-driver": "json-file", "live-restore": True, "runtimes": {"nvidia": {"path": "nvidia-container-runtime"}},
+      "log-opts": {"max-size": "100m", "max-file": "5"}}),
+    ("", {"log-driver": "json-file", "live-restore": True, "log-opts": {"max-size": "100m", "max-file": "5"}}),
+    ("not json {", None),
+    ('["a JSON list"]', None),
+])
+def test_daemon_json_is_merged_where_it_is_an_object_and_never_replaced_where_it_is_not(tmp_path, text, merged):
+    """Other writers' keys stay (nvidia-ctk's runtimes); a file that is not a JSON object is refused, not replaced
+    (check mode: nothing is written; the refusal fails the run, which play_runner does not allow)."""
+    (tmp_path / "hosts.yml").write_text(json.dumps({"all": {"hosts": {"engine-1": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable, "engine_daemon_text": text}}}}))
+    (tmp_path / "play.yml").write_text(CONFIGURE)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+           "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local"),
+           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "remote")}
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
+                           "--check", "--diff", str(tmp_path / "play.yml")], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=240, check=False)
+    tasks = {t["task"]["name"].split(" : ", 1)[-1]: t["hosts"]["engine-1"]
+             for p in json.loads(proc.stdout[proc.stdout.find("{"):])["plays"] for t in p["tasks"]}
+    if merged is None:
+        assert proc.returncode != 0
+        assert "is not a valid JSON object, so it cannot be merged" in tasks[
+            "Configure | Refuse to replace an unreadable daemon.json"]["msg"]
+    else:
+        assert proc.returncode == 0, proc.stdout[-2000:]
+        facts = tasks["Configure | The current and the merged daemon.json"]["ansible_facts"]
+        assert facts["__container_engine_daemon_wanted"] == merged

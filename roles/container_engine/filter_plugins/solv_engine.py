@@ -34,6 +34,17 @@ def engine_fact_sha1(params: Mapping) -> str:
     return hashlib.sha1(engine_fact_script(params).encode("utf-8")).hexdigest()
 
 
+def daemon_json_object(text: str) -> dict:
+    """daemon.json's text as the mapping it holds ({} for an empty file); anything else (not JSON, or JSON that is
+    not an object) raises, which configure.yml's rescue turns into its refusal to replace the file."""
+    if not (text or "").strip():
+        return {}
+    parsed = json.loads(text)
+    if not isinstance(parsed, dict):
+        raise ValueError(f"daemon.json holds a JSON {type(parsed).__name__}, not an object")
+    return parsed
+
+
 def engine_fact_current(fact, params: Mapping) -> bool:
     """Whether FACT (ansible_local.solv_engine) is what the script for PARAMS reported within local_facts.FACT_MAX_AGE."""
     return (isinstance(fact, Mapping) and fact.get("script") == engine_fact_sha1(params)
@@ -49,6 +60,8 @@ class FilterModule:
             "solv_engine_fact_script": engine_fact_script,
             # {{ params | solv_engine_fact_sha1 }} -> the sha1 of that text
             "solv_engine_fact_sha1": engine_fact_sha1,
+            # {{ text | solv_engine_daemon_json }} -> the mapping daemon.json holds, or an error
+            "solv_engine_daemon_json": daemon_json_object,
             # {{ ansible_local.solv_engine | solv_engine_fact_current(params) }} -> bool: fresh, of that script
             "solv_engine_fact_current": engine_fact_current,
         }
