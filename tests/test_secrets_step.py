@@ -25,12 +25,12 @@ PLAY = """
 """
 
 
-def _run(tmp_path: Path) -> dict[str, dict[str, dict]]:
+def _run(tmp_path: Path, play: str = PLAY) -> dict[str, dict[str, dict]]:
     """task name => host => result, of one run of PLAY on gw-1 and gw-2."""
     hosts = {name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                     "solv_root_dir": str(tmp_path / name), "solv_systemd_dir": str(tmp_path / name / "systemd"),
                     "solv_docker_bin": str(tmp_path / "no-docker")} for name in ("gw-1", "gw-2")}
-    return run_play(tmp_path, {"all": {"children": {"gateway": {"hosts": hosts}}}}, PLAY)
+    return run_play(tmp_path, {"all": {"children": {"gateway": {"hosts": hosts}}}}, play)
 
 
 def test_a_rerun_of_unchanged_hosts_calls_nothing_for_secrets_and_the_shared_one_is_the_owner_s(tmp_path):
@@ -52,14 +52,8 @@ def test_a_rerun_of_unchanged_hosts_calls_nothing_for_secrets_and_the_shared_one
     assert {host: r["msg"] for host, r in again["What each host holds"].items()} == held
 
 
-SHARED_ONLY = """
-- hosts: gateway
-  gather_facts: false
-  tasks:
-    - name: The secrets step
-      ansible.builtin.include_role: {name: solv_common, tasks_from: secrets.yml, rolespec_validate: false}
-      vars:
-        solv_secrets: [{name: litellm_master_key}]
+# PLAY's secrets step with the shared secret only, then what the roles after it would find.
+SHARED_ONLY = PLAY.split("        solv_secrets:")[0] + """        solv_secrets: [{name: litellm_master_key}]
     - name: What the roles after it find
       ansible.builtin.debug:
         msg: "{{ solv_host_reading is defined and solv_host_reading is not none }}"
@@ -69,10 +63,7 @@ SHARED_ONLY = """
 def test_a_host_that_keeps_none_of_the_step_s_secrets_is_read_in_the_step_for_the_containers_after_it(tmp_path):
     """gw-2 keeps no secret of this step (the shared one is gw-1's), but the step reads it where it plans a read:
     the role's containers planned next find the host's reading and take no remote call of their own."""
-    hosts = {name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                    "solv_root_dir": str(tmp_path / name), "solv_systemd_dir": str(tmp_path / name / "systemd"),
-                    "solv_docker_bin": str(tmp_path / "no-docker")} for name in ("gw-1", "gw-2")}
-    result = run_play(tmp_path, {"all": {"children": {"gateway": {"hosts": hosts}}}}, SHARED_ONLY)
+    result = _run(tmp_path, SHARED_ONLY)
     assert set(result["Host: read the containers, units, images, paths and secret files once"]) == {"gw-1", "gw-2"}
     assert {host: r["msg"] for host, r in result["What the roles after it find"].items()} == {"gw-1": True, "gw-2": True}
     assert os.listdir(tmp_path / "gw-1" / "secrets") == ["litellm_master_key"]
