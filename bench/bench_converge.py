@@ -21,9 +21,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 LAB = REPO / "inventories" / "lab"
 FIRST_ADDRESS = 101
-# The targets: a fresh converge of one host in 90 s, a no-op re-run of one host in 8 s, of four in 20 s.
-FRESH_TARGETS = {1: 90.0}
-NOOP_TARGETS = {1: 8.0, 4: 20.0}
+# The targets: a fresh converge of one host in 90 s, a no-op re-run of one host in 8 s, of four in 20 s. The
+# fresh target is the shared path's: one host gets its images that way (the lab's own inventory), as a site registry on
+# that same host adds a push of every archive and a second copy of its layers (that case is timed beside it, without a
+# target: the registry is for sites of several hosts).
+TARGETS = {"fresh": {1: 90.0}, "noop": {1: 8.0, 4: 20.0}}
 
 
 WHAT = {"fresh": "fresh `apply` of a lab of {n} host(s) (image tarballs on a shared path)",
@@ -85,7 +87,7 @@ def converge(cli: str, folder: Path, sizes: tuple[int, ...], repeat: int,
             if failed:
                 raise SystemExit(f"{kind} apply of {n} host(s) failed:\n{failed[0]}")
             seconds = [round(s[0], 2) for s in samples]
-            target = (NOOP_TARGETS if kind == "noop" else FRESH_TARGETS).get(n)
+            target = TARGETS.get(kind, {}).get(n)
             med = statistics.median(seconds)
             results.append({
                 "case": f"converge-{kind}-{n}", "size": n, "samples_s": seconds, "min_s": min(seconds),
