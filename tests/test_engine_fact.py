@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-from play_runner import run_play
+from play_runner import play_outcome, run_play
 
 PLAY = """
 - hosts: all
@@ -115,23 +113,16 @@ CONFIGURE = """
 ])
 def test_daemon_json_is_merged_where_it_is_an_object_and_never_replaced_where_it_is_not(tmp_path, text, merged):
     """Other writers' keys stay (nvidia-ctk's runtimes); a file that is not a JSON object is refused, not replaced
-    (check mode: nothing is written; the refusal fails the run, which play_runner does not allow)."""
-    (tmp_path / "hosts.yml").write_text(json.dumps({"all": {"hosts": {"engine-1": {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable, "engine_daemon_text": text}}}}))
-    (tmp_path / "play.yml").write_text(CONFIGURE)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-           "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local"),
-           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "remote")}
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
-                           "--check", str(tmp_path / "play.yml")], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=240, check=False)
-    tasks = {t["task"]["name"].split(" : ", 1)[-1]: t["hosts"]["engine-1"]
-             for p in json.loads(proc.stdout[proc.stdout.find("{"):])["plays"] for t in p["tasks"]}
+    (check mode: nothing is written)."""
+    host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "engine_daemon_text": text}
+    returncode, plays, output = play_outcome(tmp_path, {"all": {"hosts": {"engine-1": host}}}, CONFIGURE,
+                                             args=("--check",))
+    tasks = {name: hosts["engine-1"] for tasks in plays for name, hosts in tasks}
     if merged is None:
-        assert proc.returncode != 0
+        assert returncode != 0
         assert "is not a valid JSON object, so it cannot be merged" in tasks[
             "Configure | Refuse to replace an unreadable daemon.json"]["msg"]
     else:
-        assert proc.returncode == 0, proc.stdout[-2000:]
+        assert returncode == 0, output[-2000:]
         facts = tasks["Configure | The current and the merged daemon.json"]["ansible_facts"]
         assert facts["__container_engine_daemon_wanted"] == merged

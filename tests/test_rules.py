@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from conftest import INVENTORIES, REPO
+from play_runner import play_outcome
 from solv_provision import addresses, rules, secrets, spec_check, specs
 
 
@@ -144,23 +145,18 @@ def test_role_preflight_refuses_what_validate_refuses(tmp_path, case, role, mess
 def test_the_vllm_preflight_refuses_instances_with_gpus_and_no_known_gpu_runtime(tmp_path, extra, message):
     """vllm_gpu_mode auto runs the instances the way the toolkit role found (solv_gpu_runtime, else the local fact a
     previous run stored): where neither is known, instances that list GPUs are refused, not run without them."""
-    (tmp_path / "hosts.yml").write_text(json.dumps({"all": {"children": {
+    inventory = {"all": {"children": {
         "inference": {"hosts": {"gpu-1": {
             "ansible_host": "192.0.2.11", "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
             "vllm_models": [{"name": "qwen-7b", "model": "Qwen/Qwen2.5-7B-Instruct", "gpus": [0], "port": 8001}]}}},
-        "gateway": {"hosts": {"gw-1": {"ansible_host": "192.0.2.10"}}}}}}))
-    play = tmp_path / "play.yml"
-    play.write_text("- hosts: inference\n  gather_facts: false\n  tasks:\n"
-                    "    - ansible.builtin.include_role: {name: vllm, tasks_from: preflight.yml}\n")
-    env = {"ANSIBLE_ROLES_PATH": str(REPO / "roles"), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-           "PATH": f"{sys.prefix}/bin:/usr/bin:/bin", "HOME": str(tmp_path), "ANSIBLE_LOCAL_TEMP": str(tmp_path),
-           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "remote")}
-    run = subprocess.run([f"{sys.prefix}/bin/ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(play),
-                          "-e", json.dumps(extra)], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+        "gateway": {"hosts": {"gw-1": {"ansible_host": "192.0.2.10"}}}}}}
+    play = ("- hosts: inference\n  gather_facts: false\n  tasks:\n"
+            "    - ansible.builtin.include_role: {name: vllm, tasks_from: preflight.yml}\n")
+    returncode, _, output = play_outcome(tmp_path, inventory, play, args=("-e", json.dumps(extra)))
     if message is None:
-        assert run.returncode == 0, run.stdout
+        assert returncode == 0, output
     else:
-        assert run.returncode != 0 and message in run.stdout, run.stdout
+        assert returncode != 0 and message in output, output
 
 
 # --- shared secrets ----------------------------------------------------------------------------------------
